@@ -1,0 +1,161 @@
+"""Shared pieces of the worker benchmarks: an embedded server of their own (free loopback port, temporary
+directory, always stopped), loading generated data in bounded chunks, raw ``_bulk_docs`` timing, memory peaks.
+
+Figures only: nothing here passes or fails on time.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+import secrets
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from workers import embedded, provision  # noqa: E402
+from workers.couch import Couch, Doc  # noqa: E402
+from workers.evaluator.templates import new_plan_from_template  # noqa: E402
+from workers.registry import build  # noqa: E402
+from workers.runner import Runner, RunStats  # noqa: E402
+from workers.settings import Settings  # noqa: E402
+from workers.synthetic import AreaSize, operational_areas, uid  # noqa: E402
+
+CHUNK = 500  # documents per _bulk_docs, as Couch.save_many writes them
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def quiet_logs(level: int = logging.WARNING) -> None:
+    """The workers log one line per batch: keep the benchmark's output to its figures."""
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
+    logging.getLogger().setLevel(level)
+
+
+@dataclass
+class Server:
+    settings: Settings
+    couch: Couch
+    data_dir: Path
+
+
+@contextmanager
+def embedded_server(timeout: float = 120.0) -> Iterator[Server]:
+    """An embedded server on a free loopback port in a temporary directory, initialised, stopped at the end
+    whatever happens."""
+    with tempfile.TemporaryDirectory(prefix="fieldsync-bench-") as tmp:
+        password = secrets.token_urlsafe(12)
+        url = f"http://bench:{password}@127.0.0.1:{free_port()}"
+        settings = Settings.from_env({"FIELDSYNC_COUCH_URL": url, "FIELDSYNC_DATA_DIR": tmp,
+                                      "FIELDSYNC_HTTP_TIMEOUT": str(timeout)})
+        embedded.start(settings)
+        try:
+            couch = Couch.from_settings(settings)
+            provision.init(couch, settings)
+            yield Server(settings, couch, Path(tmp))
+        finally:
+            embedded.stop(settings)
+
+
+def fresh_db(couch: Couch, name: str) -> str:
+    """A new, admin-only database outside fieldsync's prefix (no worker follows it)."""
+    couch.delete_db(name)
+    couch.create_db(name)
+    couch.put_security(name, provision.ADMIN_ONLY)
+    return name
+
+
+def load(couch: Couch, db: str, docs: Iterable[Doc], chunk: int = CHUNK) -> int:
+    """Write documents in chunks without holding them all; returns the count written."""
+    count = 0
+    part: list[Doc] = []
+    for doc in docs:
+        part.append(doc)
+        if len(part) >= chunk:
+            count += len(couch.save_many(db, part, chunk=chunk).ok)
+            part = []
+    if part:
+        count += len(couch.save_many(db, part, chunk=chunk).ok)
+    return count
+
+
+def area_size(structures: int, per_area: int = 500, members: int = 4) -> AreaSize:
+    areas = max(1, round(structures / per_area))
+    return AreaSize(areas=areas, structures_per_area=max(1, structures // areas), members_per_family=members)
+
+
+def fi_plan(seed: str, title: str = "bench") -> Doc:
+    return new_plan_from_template("Dynamic-FI", uid(seed, "district"), title, date(2026, 11, 1),
+                                  date(2026, 12, 31), datetime(2026, 11, 1, tzinfo=UTC))
+
+
+def seed_areas(couch: Couch, settings: Settings, seed: str, size: AreaSize) -> tuple[int, Doc]:
+    """Generated areas (streamed, bounded memory) and a draft Dynamic-FI plan over their district."""
+    written = load(couch, settings.dbs.main, operational_areas(seed, size))
+    plan = fi_plan(seed)
+    couch.put(settings.dbs.main, dict(plan))
+    return written, plan
+
+
+def activate(couch: Couch, settings: Settings, plan_id: str) -> None:
+    plan = couch.get(settings.dbs.main, plan_id) or {}
+    plan["status"] = "active"
+    couch.put(settings.dbs.main, plan)
+
+
+def run_workers(couch: Couch, settings: Settings, names: list[str]) -> tuple[float, RunStats]:
+    """``Runner(...).run(until_idle=True)`` of the named workers; (seconds, stats)."""
+    built = build(names, couch, settings)
+    runner = Runner(couch, settings, built.handlers, chores=built.chores, discover_every=0)
+    started = time.perf_counter()
+    stats = runner.run(until_idle=True)
+    return time.perf_counter() - started, stats
+
+
+def raw_bulk_docs(couch: Couch, db: str, docs: list[Doc], chunk: int = CHUNK) -> float:
+    """Seconds to write ``docs`` with plain ``_bulk_docs`` requests of ``chunk`` documents (no _rev)."""
+    started = time.perf_counter()
+    for start in range(0, len(docs), chunk):
+        results = couch.bulk_docs(db, docs[start : start + chunk])
+        bad = [r for r in results if r.get("error")]
+        if bad:
+            raise RuntimeError(f"raw _bulk_docs refused {len(bad)} documents, e.g. {bad[0]}")
+    return time.perf_counter() - started
+
+
+def strip_rev(doc: Doc) -> Doc:
+    return {k: v for k, v in doc.items() if k not in ("_rev", "_revisions", "_conflicts")}
+
+
+def maxrss_mib() -> float:
+    """Peak resident set size of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def rate(count: int, seconds: float) -> float:
+    return count / seconds if seconds > 0 else float("inf")
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile of ``values`` (not empty)."""
+    ordered = sorted(values)
+    index = max(0, min(len(ordered) - 1, int(round(fraction * len(ordered) + 0.5)) - 1))
+    return ordered[index]
+
+
+def fmt(value: Any) -> str:
+    return f"{value:,.0f}" if isinstance(value, float) and value >= 100 else f"{value:,.2f}" \
+        if isinstance(value, float) else f"{value:,}"

@@ -1,0 +1,10 @@
+"""Design documents as files: ``couch_design/<database kind>/<ddoc>/views/<view>/map.js`` (+ ``reduce.js``,
+whose whole content is a JS function or a builtin reduce such as ``_count``), ``validate_doc_update.js``.
+
+Database kinds are logical: ``main``, ``audit``, ``users-meta``, ``user-meta`` (every per-user meta database),
+``area`` (every operational-area database), and ``any`` (deployed to every database fieldsync manages).
+"""
+
+from couch_design.loader import design_docs_for, load_tree
+
+__all__ = ["design_docs_for", "load_tree"]

@@ -1,0 +1,84 @@
+'use strict';
+// A simulated device: real PouchDB databases (LevelDB on disk, as on a phone's app storage) that replicate
+// with the server through the CouchDB replication protocol, driven by JSON lines on stdin:
+//   {"id": 1, "op": "put", "db": "meta", "doc": {...}}            -> {"id": 1, "ok": true, "result": {...}}
+// ops: put, bulk, get, remove, allDocs, replicate (push | pull, to a remote URL), info, close.
+// A failing op answers {"id", "ok": false, "error": {"status", "name", "message"}}; the device goes on.
+
+var path = require('path');
+var readline = require('readline');
+var PouchDB = require('pouchdb-core')
+  .plugin(require('pouchdb-adapter-http'))
+  .plugin(require('pouchdb-replication'))
+  .plugin(require('pouchdb-adapter-leveldb'));
+
+var dir = process.argv[2];
+if (!dir) {
+  process.stderr.write('usage: node device.js DIR\n');
+  process.exit(2);
+}
+var LocalDB = PouchDB.defaults({ prefix: path.resolve(dir) + path.sep });
+var dbs = {};
+
+function db(name) {
+  if (!dbs[name]) { dbs[name] = new LocalDB(name); }
+  return dbs[name];
+}
+
+function remote(url) {
+  return new PouchDB(url, { skip_setup: true });
+}
+
+var ops = {
+  put: function (m) { return db(m.db).put(m.doc, { force: !!m.force }); },
+  bulk: function (m) { return db(m.db).bulkDocs(m.docs, m.new_edits === false ? { new_edits: false } : {}); },
+  get: function (m) { return db(m.db).get(m.docId, m.options || {}); },
+  remove: function (m) {
+    return db(m.db).get(m.docId).then(function (doc) { return db(m.db).remove(doc); });
+  },
+  allDocs: function (m) {
+    return db(m.db).allDocs({ include_docs: true, conflicts: !!m.conflicts }).then(function (res) {
+      return res.rows.filter(function (r) { return r.id.indexOf('_design/') !== 0; }).map(function (r) { return r.doc; });
+    });
+  },
+  info: function (m) { return db(m.db).info(); },
+  replicate: function (m) {
+    var local = db(m.db);
+    var other = remote(m.url);
+    var opts = { batch_size: m.batch_size || 100, retry: false };
+    var rep = m.direction === 'pull' ? PouchDB.replicate(other, local, opts) : PouchDB.replicate(local, other, opts);
+    return rep.then(function (res) {
+      return {
+        ok: res.ok, status: res.status, docs_read: res.docs_read, docs_written: res.docs_written,
+        doc_write_failures: res.doc_write_failures,
+        errors: (res.errors || []).map(function (e) { return { id: e.id, name: e.name, status: e.status, message: e.message }; })
+      };
+    });
+  },
+  close: function () {
+    var names = Object.keys(dbs);
+    return Promise.all(names.map(function (n) { return dbs[n].close(); })).then(function () { return { closed: names.length }; });
+  }
+};
+
+function answer(msg) { process.stdout.write(JSON.stringify(msg) + '\n'); }
+
+var queue = Promise.resolve();
+readline.createInterface({ input: process.stdin }).on('line', function (line) {
+  if (!line.trim()) { return; }
+  var m;
+  try { m = JSON.parse(line); } catch (e) { return answer({ id: null, ok: false, error: { message: 'bad json' } }); }
+  // one op at a time, in order, as a single app would
+  queue = queue.then(function () {
+    var op = ops[m.op];
+    if (!op) { return answer({ id: m.id, ok: false, error: { message: 'unknown op ' + m.op } }); }
+    return Promise.resolve().then(function () { return op(m); }).then(function (result) {
+      answer({ id: m.id, ok: true, result: result });
+      if (m.op === 'close') { process.exit(0); }
+    }, function (err) {
+      answer({ id: m.id, ok: false, error: { status: err.status, name: err.name, message: err.message || String(err) } });
+    });
+  });
+}).on('close', function () {
+  queue.then(function () { process.exit(0); });
+});

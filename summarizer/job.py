@@ -1,0 +1,187 @@
+"""One merge pass: every user's interaction records into one daily document per user, device and day.
+
+For each per-user meta database (``fieldsync-user-<name>-meta``):
+
+1. read every ``interaction-`` record with all its leaf revisions (conflicting revisions are inputs too);
+2. a user whose roles lack ``can_track_task_interactions`` (``settings.permissions``): the records are
+   removed, not merged, and counted;
+3. records that break the contract are parked in the audit database with the reason, then removed;
+4. per day: the valid records and the user's daily documents of that day already in
+   ``fieldsync-users-meta`` (every device: the cap is per user) are merged (:func:`summarizer.merge.merge_day`,
+   a union, so merging again or after a crash gives the same documents) and the changed documents written;
+5. only then are the merged records removed (purged where the server supports ``_purge``).
+
+A kill between 4 and 5 leaves records that the next pass merges again into identical documents: no double
+counting, no loss. A per-database ``_local`` checkpoint (the update sequence seen) lets the interval pass skip
+meta databases with nothing new; the nightly pass visits them all.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from summarizer.merge import merge_day, parse_records
+from validators.app_settings import SETTINGS_ID, AppSettings
+from validators.interaction import InteractionLog
+from workers import provision
+from workers.audit import now_iso, stable_id, write_many_once
+from workers.couch import Couch, Doc
+from workers.logs import log_event
+from workers.settings import Settings
+
+log = logging.getLogger("fieldsync.summarizer")
+
+PERMISSION = "can_track_task_interactions"
+CHECKPOINT = "fieldsync-summarizer"
+PREFIX = "interaction-"
+
+
+@dataclass
+class PassReport:
+    users: int = 0
+    databases: int = 0
+    records: int = 0
+    documents_written: int = 0
+    removed: int = 0
+    not_permitted: int = 0
+    parked: int = 0
+    skipped_unchanged: int = 0
+    ms: float = 0.0
+    per_user: dict[str, int] = field(default_factory=dict)
+
+
+def app_settings(couch: Couch, settings: Settings) -> AppSettings:
+    doc = couch.get(settings.dbs.main, SETTINGS_ID) or {}
+    return AppSettings.model_validate(doc) if doc else AppSettings()
+
+
+def _leaves(couch: Couch, db: str, date: str | None) -> list[Doc]:
+    """Every living leaf revision of every interaction record (conflicting revisions included)."""
+    rows = couch.all_docs(db, include_docs=True, conflicts=True, startkey=PREFIX, endkey=PREFIX + "\ufff0")
+    docs: list[Doc] = []
+    refs: list[tuple[str, str]] = []
+    for row in rows:
+        doc = row.get("doc")
+        if not doc:
+            continue
+        if date is not None and (doc.get("metadata") or {}).get("date") != date:
+            continue
+        docs.append(doc)
+        refs.extend((doc["_id"], rev) for rev in doc.get("_conflicts", []))
+    docs.extend(d for d in couch.bulk_get(db, refs) if not d.get("_deleted"))
+    return docs
+
+
+def _park(couch: Couch, settings: Settings, db: str, bad: list[tuple[Any, Exception]]) -> int:
+    records = [{
+        "_id": stable_id("parked", "summarizer", db, str(doc.get("_id")), str(doc.get("_rev"))),
+        "kind": "parked", "worker": "summarizer", "db": db, "docId": doc.get("_id"), "rev": doc.get("_rev"),
+        "error": str(error), "doc": dict(doc), "createdAt": now_iso(),
+    } for doc, error in bad]
+    return write_many_once(couch, settings.dbs.audit, records)
+
+
+def _daily_docs(couch: Couch, settings: Settings, user: str, day: str) -> list[Doc]:
+    rows = couch.view(settings.dbs.users_meta, "interactions", "by_user_date", key=[user, day], reduce=False,
+                      include_docs=True)
+    return [row["doc"] for row in rows if row.get("doc")]
+
+
+def _write_day(couch: Couch, settings: Settings, user: str, day: str, records: list[InteractionLog],
+               cap: int) -> int:
+    """Merge one user's day and write what changed; retried when a concurrent pass wrote meanwhile."""
+    for _ in range(3):
+        existing = _daily_docs(couch, settings, user, day)
+        merged = merge_day([*records, *existing], cap=cap)
+        current = {d["_id"]: d for d in existing}
+        writes = []
+        for doc in merged:
+            old = current.get(doc["_id"])
+            if old is not None:
+                if {k: v for k, v in old.items() if k != "_rev"} == doc:
+                    continue
+                doc = {**doc, "_rev": old["_rev"]}
+            writes.append(doc)
+        result = couch.save_many(settings.dbs.users_meta, writes)
+        if not result.conflicts and not result.errors:
+            return len(result.ok)
+    raise RuntimeError(f"daily documents of {user} on {day} kept changing during the merge")
+
+
+def merge_database(couch: Couch, settings: Settings, db: str, user: str, permitted: bool, report: PassReport,
+                   *, date: str | None = None) -> None:
+    leaves = _leaves(couch, db, date)
+    if not leaves:
+        return
+    report.records += len(leaves)
+    if not permitted:
+        report.removed += couch.purge_or_delete(db, leaves)
+        report.not_permitted += len(leaves)
+        log_event(log, "not permitted: removed", db=db, user=user, records=len(leaves))
+        return
+    valid, bad = parse_records(leaves, expected_user=user, allow_daily=False)
+    if bad:
+        report.parked += _park(couch, settings, db, bad)  # type: ignore[arg-type]
+        log_event(log, "parked invalid records", logging.WARNING, db=db, user=user, records=len(bad),
+                  first=str(bad[0][1]))
+    by_day: dict[str, list[InteractionLog]] = defaultdict(list)
+    for record in valid:
+        by_day[record.metadata.date].append(record)
+    written = 0
+    for day, records in sorted(by_day.items()):
+        written += _write_day(couch, settings, user, day, records, settings.interaction_cap)
+    report.documents_written += written
+    report.per_user[user] = report.per_user.get(user, 0) + len(valid)
+    # only now: the sources are merged (and the invalid ones parked)
+    report.removed += couch.purge_or_delete(db, leaves)
+
+
+def run_pass(couch: Couch, settings: Settings, *, date: str | None = None, full: bool = True) -> PassReport:
+    """One pass over every meta database (``full``), or only those changed since the last pass."""
+    started = time.perf_counter()
+    report = PassReport()
+    app = app_settings(couch, settings)
+    users = provision.all_users(couch)
+    for db in sorted(couch.all_dbs()):
+        user = settings.dbs.user_of_meta(db)
+        if user is None:
+            continue
+        report.databases += 1
+        seq = couch.update_seq(db)
+        checkpoint = couch.get_local(db, CHECKPOINT) or {}
+        if not full and date is None and checkpoint.get("seq") == seq:
+            report.skipped_unchanged += 1
+            continue
+        roles = list((users.get(user) or {}).get("roles", []))
+        permitted = app.has_permission(PERMISSION, roles)
+        before = report.records
+        merge_database(couch, settings, db, user, permitted, report, date=date)
+        if report.records > before:
+            report.users += 1
+        couch.put_local(db, CHECKPOINT, {"seq": couch.update_seq(db), "at": now_iso(), "permitted": permitted})
+    report.ms = round((time.perf_counter() - started) * 1000, 1)
+    _record(couch, settings, report)
+    log_event(log, "pass", users=report.users, databases=report.databases, records=report.records,
+              documents=report.documents_written, removed=report.removed, not_permitted=report.not_permitted,
+              parked=report.parked, skipped=report.skipped_unchanged, ms=report.ms, full=full)
+    return report
+
+
+def _record(couch: Couch, settings: Settings, report: PassReport) -> None:
+    """Totals for ``fieldsync status``, in a ``_local`` document of the users-meta database."""
+    totals = couch.get_local(settings.dbs.users_meta, CHECKPOINT) or {}
+    summary = {k: v for k, v in asdict(report).items() if k != "per_user"}
+    totals_out = dict(totals.get("totals", {}))
+    for key in ("records", "documents_written", "removed", "not_permitted", "parked"):
+        totals_out[key] = int(totals_out.get(key, 0)) + int(summary[key])
+    passes = int(totals.get("passes", 0)) + 1
+    couch.put_local(settings.dbs.users_meta, CHECKPOINT,
+                    {"lastPass": {**summary, "at": now_iso()}, "totals": totals_out, "passes": passes})
+
+
+def status(couch: Couch, settings: Settings) -> Doc:
+    return couch.get_local(settings.dbs.users_meta, CHECKPOINT) or {}

@@ -1,0 +1,134 @@
+"""Workers are safe to kill at any moment and to run twice; they wait out a server that goes away."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from workers import embedded, provision
+from workers.couch import Couch
+from workers.evaluator.engine import activate
+from workers.evaluator.lookup import InMemoryLookup
+from workers.evaluator.templates import new_plan_from_template
+from workers.plans import activation
+from workers.settings import Settings
+from workers.synthetic import AreaSize, operational_areas, uid
+
+
+def _worker(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "workers.cli", "work", "plans", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _task_ids(couch: Couch, db: str) -> list[str]:
+    rows = couch.view(db, "fieldsync", "tasks_by_plan_status", reduce=False)
+    return [row["id"] for row in rows]
+
+
+def _seed(couch: Couch, settings: Settings, seed: str, size: AreaSize) -> tuple[list[dict], dict]:  # type: ignore[type-arg]
+    docs = list(operational_areas(seed, size))
+    couch.save_many(settings.dbs.main, [dict(d) for d in docs])
+    plan = new_plan_from_template("Dynamic-FI", uid(seed, "district"), "kill test", date(2026, 11, 1),
+                                  date(2026, 12, 31), datetime(2026, 11, 1, tzinfo=UTC))
+    couch.put(settings.dbs.main, dict(plan))
+    return docs, plan
+
+
+def _activate(couch: Couch, settings: Settings, plan_id: str) -> None:
+    plan = couch.get(settings.dbs.main, plan_id) or {}
+    plan["status"] = "active"
+    couch.put(settings.dbs.main, plan)
+
+
+def test_kill_9_mid_activation_then_restart_equals_an_uninterrupted_run(
+    couch: Couch, initialised: Settings, cli_env: dict[str, str]
+) -> None:
+    s = initialised
+    size = AreaSize(areas=10, structures_per_area=500)
+    docs, plan = _seed(couch, s, "kill", size)
+    assert sum(1 for d in docs if d["type"] == "Feature" and not d.get("jurisdiction")) == 5000
+    # the worker digests the synced data first (and the views get built)
+    first = _worker(cli_env, "--until-idle")
+    assert first.wait(timeout=600) == 0, first.stderr.read() if first.stderr else ""
+    _activate(couch, s, str(plan["_id"]))
+
+    worker = _worker(cli_env)
+    name = activation.progress_name(str(plan["_id"]))
+
+    def some_done() -> bool:
+        progress = couch.get_local(s.dbs.main, name) or {}
+        return int(progress.get("jurisdictionsDone", 0)) >= 3
+
+    _wait_for(some_done, 600, "three jurisdictions of the activation")
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(timeout=30)
+    progress = couch.get_local(s.dbs.main, name) or {}
+    assert progress["state"] == "running" and progress["jurisdictionsDone"] < progress["jurisdictionsTotal"]
+    partial = len(_task_ids(couch, s.dbs.main))
+
+    again = _worker(cli_env, "--until-idle")
+    assert again.wait(timeout=600) == 0, again.stderr.read() if again.stderr else ""
+    ids = _task_ids(couch, s.dbs.main)
+    expected = activate(couch.get(s.dbs.main, str(plan["_id"])) or {}, InMemoryLookup([*docs, plan]),
+                        datetime.now(UTC))
+    assert len(ids) == len(set(ids)) > partial
+    assert set(ids) == {t["_id"] for t in expected.tasks}
+    done = couch.get_local(s.dbs.main, name) or {}
+    assert done["state"] == "done" and done["jurisdictionsDone"] == done["jurisdictionsTotal"] == 11
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_server_stopped_mid_run_the_worker_waits_and_finishes(tmp_path: Path) -> None:
+    url = f"http://admin:pw@127.0.0.1:{_free_port()}"
+    env = dict(os.environ, FIELDSYNC_COUCH_URL=url, FIELDSYNC_DATA_DIR=str(tmp_path / "data"),
+               FIELDSYNC_LOG_FORMAT="json", FIELDSYNC_HTTP_RETRIES="1")
+    settings = Settings.from_env(env)
+    embedded.start(settings)
+    worker = None
+    try:
+        couch = Couch.from_settings(settings)
+        provision.init(couch, settings)
+        docs, plan = _seed(couch, settings, "outage", AreaSize(areas=6, structures_per_area=150))
+        _activate(couch, settings, str(plan["_id"]))
+        worker = _worker(env)
+        name = activation.progress_name(str(plan["_id"]))
+        _wait_for(lambda: int((couch.get_local(settings.dbs.main, name) or {}).get("jurisdictionsDone", 0)) >= 1,
+                  300, "the activation to start")
+        embedded.stop(settings)
+        time.sleep(2)  # the worker meets a closed port and backs off
+        assert worker.poll() is None, "the worker must wait, not die"
+        embedded.start(settings)
+        _wait_for(lambda: (couch.get_local(settings.dbs.main, name) or {}).get("state") == "done", 300,
+                  "the activation to finish after the outage")
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0
+        stderr = worker.stderr.read() if worker.stderr else ""
+        assert "server unreachable, waiting" in stderr and "server reachable again" in stderr
+        ids = _task_ids(couch, settings.dbs.main)
+        expected = activate(couch.get(settings.dbs.main, str(plan["_id"])) or {}, InMemoryLookup([*docs, plan]),
+                            datetime.now(UTC))
+        assert sorted(ids) == sorted(t["_id"] for t in expected.tasks)
+    finally:
+        if worker is not None and worker.poll() is None:
+            worker.kill()
+        embedded.stop(settings)

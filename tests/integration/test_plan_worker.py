@@ -1,0 +1,64 @@
+"""The plan worker against the real server: activation equals the pure evaluator's, resumable, idempotent;
+events and offline registrations produce follow-on tasks."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+from workers.couch import Couch
+from workers.evaluator.engine import activate
+from workers.evaluator.lookup import InMemoryLookup
+from workers.evaluator.templates import new_plan_from_template
+from workers.plans import activation
+from workers.registry import build
+from workers.runner import Runner
+from workers.settings import Settings
+from workers.synthetic import AreaSize, operational_areas, uid
+
+
+def _run(couch: Couch, settings: Settings, workers: list[str] | None = None) -> None:
+    built = build(workers or ["plans"], couch, settings)
+    Runner(couch, settings, built.handlers, chores=built.chores, discover_every=0).run(until_idle=True)
+
+
+def _tasks(couch: Couch, settings: Settings) -> dict[str, dict[str, object]]:
+    rows = couch.view(settings.dbs.main, "fieldsync", "tasks_by_plan_status", reduce=False, include_docs=True)
+    return {row["id"]: row["doc"] for row in rows}
+
+
+def _fi_plan(district: str) -> dict[str, object]:
+    plan = new_plan_from_template("Dynamic-FI", district, "FI test", date(2026, 11, 1), date(2026, 12, 31),
+                                  datetime(2026, 11, 1, tzinfo=UTC))
+    return plan
+
+
+def test_activation_writes_what_the_pure_evaluator_decides(couch: Couch, initialised: Settings) -> None:
+    s = initialised
+    size = AreaSize(areas=2, structures_per_area=15)
+    docs = list(operational_areas("act", size))
+    couch.save_many(s.dbs.main, [dict(d) for d in docs])
+    plan = _fi_plan(uid("act", "district"))
+    couch.put(s.dbs.main, dict(plan))
+    _run(couch, s)
+    assert _tasks(couch, s) == {}  # a draft plan generates nothing
+    plan = couch.get(s.dbs.main, str(plan["_id"])) or {}
+    plan["status"] = "active"
+    couch.put(s.dbs.main, plan)
+    _run(couch, s)
+
+    stored = _tasks(couch, s)
+    parked = couch.view(s.dbs.audit, "audit", "by_kind", reduce=False, include_docs=True,
+                        startkey=["parked"], endkey=["parked", {}])
+    assert [row["doc"]["error"] for row in parked][:3] == []
+    expected = activate(plan, InMemoryLookup([*docs, plan]), datetime.now(UTC))
+    assert stored and set(stored) == {t["_id"] for t in expected.tasks}
+    codes = sorted({str(t["code"]) for t in stored.values()})
+    assert "Blood Screening" in codes and "Bednet Distribution" in codes
+    [progress] = activation.progress_of(couch, s.dbs.main)
+    assert progress["state"] == "done" and progress["jurisdictionsDone"] == progress["jurisdictionsTotal"] == 3
+    assert progress["tasks"] == len(stored) and 0 < progress["tasksWritten"] <= len(stored)
+
+    # a second worker run (a restart) writes nothing: same ids, no duplicates
+    revs = {k: v["_rev"] for k, v in stored.items()}
+    _run(couch, s)
+    assert {k: v["_rev"] for k, v in _tasks(couch, s).items()} == revs

@@ -1,0 +1,127 @@
+"""init, users and security against the real server."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from workers import provision
+from workers.couch import Couch
+from workers.errors import Forbidden, Unauthorized
+from workers.settings import Settings
+
+
+def _revisions(couch: Couch, settings: Settings) -> dict[str, object]:
+    state: dict[str, object] = {}
+    for db in (settings.dbs.main, settings.dbs.audit, settings.dbs.users_meta):
+        state[f"{db}/_security"] = couch.get_security(db)
+        for row in couch.all_docs(db, include_docs=False):
+            state[f"{db}/{row['id']}"] = row["value"]["rev"]
+        state[f"{db}/update_seq"] = couch.update_seq(db)
+    return state
+
+
+def test_init_twice_changes_nothing(couch: Couch, settings: Settings) -> None:
+    first = provision.init(couch, settings)
+    assert set(first.created) == {settings.dbs.main, settings.dbs.audit, settings.dbs.users_meta}
+    assert f"{settings.dbs.main}/settings" in first.documents
+    before = _revisions(couch, settings)
+    second = provision.init(couch, settings)
+    assert second.writes == 0
+    assert _revisions(couch, settings) == before
+    stored = couch.get(settings.dbs.main, "settings")
+    assert stored is not None and stored["permissions"]["can_track_task_interactions"] == []
+
+
+def test_design_doc_redeployed_only_when_changed(couch: Couch, initialised: Settings) -> None:
+    ddoc = couch.get(initialised.dbs.main, "_design/fieldsync")
+    assert ddoc is not None
+    ddoc["views"]["tasks_by_entity"]["map"] = "function (doc) {}"
+    couch.put(initialised.dbs.main, ddoc)
+    report = provision.init(couch, initialised)
+    assert report.design_docs == [f"{initialised.dbs.main}/_design/fieldsync"]
+    fixed = couch.get(initialised.dbs.main, "_design/fieldsync")
+    assert fixed is not None and "emit" in fixed["views"]["tasks_by_entity"]["map"]
+
+
+def test_meta_databases_belong_to_their_user(couch: Couch, initialised: Settings) -> None:
+    s = initialised
+    provision.add_user(couch, s, "alice", "alice-pw", ["chw"])
+    provision.add_user(couch, s, "bob", "bob-pw", ["chw"])
+    alice = couch.as_user("alice", "alice-pw")
+    alice_db, bob_db = s.dbs.user_meta("alice"), s.dbs.user_meta("bob")
+    alice.put(alice_db, {"_id": "note", "metadata": {"user": "alice"}})
+    with pytest.raises((Unauthorized, Forbidden)):
+        alice.get(bob_db, "anything")
+    with pytest.raises((Unauthorized, Forbidden)):
+        alice.put(bob_db, {"_id": "intrusion"})
+    with pytest.raises((Unauthorized, Forbidden)):
+        alice.all_docs(s.dbs.main)
+    anonymous = Couch(couch.url, None, retries=0)
+    for db in (s.dbs.main, s.dbs.audit, s.dbs.users_meta, alice_db, bob_db):
+        with pytest.raises((Unauthorized, Forbidden)):
+            anonymous.all_docs(db)
+        assert couch.db_info(db) is not None  # the admin can
+    assert couch.get(alice_db, "note") is not None
+
+
+def test_users_add_again_updates_roles_and_password_and_loses_nothing(couch: Couch, initialised: Settings) -> None:
+    s = initialised
+    provision.add_user(couch, s, "carol", "old-pw", ["chw"])
+    couch.as_user("carol", "old-pw").put(s.dbs.user_meta("carol"), {"_id": "kept", "metadata": {"user": "carol"}})
+    provision.add_user(couch, s, "carol", "new-pw", ["chw", "supervisor"])
+    assert provision.user_roles(couch, "carol") == ["chw", "supervisor"]
+    with pytest.raises(Unauthorized):
+        Couch(couch.url, ("carol", "old-pw"), retries=0).get(s.dbs.user_meta("carol"), "kept")
+    kept = couch.as_user("carol", "new-pw").get(s.dbs.user_meta("carol"), "kept")
+    assert kept is not None
+    # roles-only update keeps the password
+    provision.add_user(couch, s, "carol", None, ["chw"])
+    assert couch.as_user("carol", "new-pw").get(s.dbs.user_meta("carol"), "kept") is not None
+
+
+def test_user_names_that_are_not_db_names_are_escaped(couch: Couch, initialised: Settings) -> None:
+    s = initialised
+    provision.add_user(couch, s, "Dr.Amy@clinic", "pw", ["chw"])
+    db = s.dbs.user_meta("Dr.Amy@clinic")
+    assert db == f"{s.db_prefix}-user-(44)r(2e)(41)my(40)clinic-meta"
+    assert s.dbs.user_of_meta(db) == "Dr.Amy@clinic"
+    assert couch.as_user("Dr.Amy@clinic", "pw").db_info(db) is not None
+
+
+def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "workers.cli", *args], env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_wrong_password_is_one_line_and_exit_2(cli_env: dict[str, str], settings: Settings) -> None:
+    env = dict(cli_env, FIELDSYNC_COUCH_URL=settings.url_for(settings.admin_user, "not-the-password"))
+    result = _run(["init"], env)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "unauthorized" in result.stderr
+    assert "Traceback" not in result.stderr and "not-the-password" not in result.stderr
+
+
+def test_unreachable_server_is_one_line_and_exit_2(cli_env: dict[str, str]) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = dict(cli_env, FIELDSYNC_COUCH_URL=f"http://x:secret-pw@127.0.0.1:{port}", FIELDSYNC_HTTP_RETRIES="1")
+    result = _run(["init"], env)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "cannot reach" in result.stderr
+    assert "secret-pw" not in result.stderr
+
+
+def test_cli_init_and_users(cli_env: dict[str, str], couch: Couch, settings: Settings) -> None:
+    assert _run(["init"], cli_env).returncode == 0
+    second = _run(["init"], cli_env)
+    assert second.returncode == 0 and "nothing to change" in second.stdout
+    added = _run(["users", "add", "dave", "--password", "pw", "--roles", "chw,spray_operator"], cli_env)
+    assert added.returncode == 0, added.stderr
+    assert provision.user_roles(couch, "dave") == ["chw", "spray_operator"]
+    assert couch.get_security(settings.dbs.user_meta("dave"))["members"]["names"] == ["dave"]

@@ -1,0 +1,94 @@
+"""Engine semantics: triggers, reference scoping, subjects, dynamic values, batches and resumption."""
+
+from __future__ import annotations
+
+import uuid
+
+from evaluator_helpers import NOW, event, family, fixture, jurisdiction, structure
+
+from workers.evaluator.engine import activate, activation_batches, evaluate_event
+from workers.evaluator.lookup import InMemoryLookup
+from workers.evaluator.tasks import NAMESPACE, task_id
+
+
+def _scoped_plan() -> dict:
+    """The reference-scoping plan, its upper-case AND corrected."""
+    plan = fixture("plan_dynamic_fi_reference_scoping.json")
+    condition = plan["action"][0]["condition"][2]["expression"]
+    condition["expression"] = condition["expression"].replace(" AND ", " and ")
+    return plan
+
+
+def _area(plan: dict) -> str:
+    return str(plan["jurisdiction"][0]["code"])
+
+
+def test_reference_scoping_on_activation() -> None:
+    """On activation only the plan-activation conditions apply (residential, no family)."""
+    plan = _scoped_plan()
+    area = _area(plan)
+    lookup = InMemoryLookup([plan, jurisdiction(area), structure("s-1", area), structure("s-2", area),
+                             structure("s-3", area, "School"), family("fam", "s-2")])
+    assert sorted(t["for"] for t in activate(plan, lookup, NOW).tasks) == ["s-1"]
+
+
+def test_reference_scoping_on_submission() -> None:
+    """On submission only the event-submission condition applies: a residential Register_Structure."""
+    plan = _scoped_plan()
+    area = _area(plan)
+    lookup = InMemoryLookup([plan, jurisdiction(area), structure("s-9", area), family("fam", "s-9")])
+    residential = event("Register_Structure", "s-9", area, form_id="e1",
+                        observations={"structureType": "Residential Structure"})
+    # the family at s-9 would fail the plan-activation condition: it is not evaluated on submission
+    assert [t["for"] for t in evaluate_event(plan, residential, lookup, NOW).tasks] == ["s-9"]
+    school = event("Register_Structure", "s-9", area, form_id="e2", observations={"structureType": "School"})
+    assert evaluate_event(plan, school, lookup, NOW).tasks == []
+
+
+def test_underscore_trigger_name_never_fires_and_default_business_status_applies() -> None:
+    plan = fixture("plan_1.json")
+    area = _area(plan)
+    lookup = InMemoryLookup([plan, jurisdiction(area), structure("s-1", area)])
+    assert activate(plan, lookup, NOW).tasks == []  # "plan_activation" is not "plan-activation"
+    plan["action"][0]["trigger"][0]["name"] = "plan-activation"
+    [task] = activate(plan, InMemoryLookup([plan, jurisdiction(area), structure("s-1", area)]), NOW).tasks
+    assert task["businessStatus"] == "expression"  # OpenSRP's defaultBusinessStatus: the literal text
+    assert task["executionPeriod"] == {"start": "2020-06-04", "end": "2020-10-01"}
+
+
+def test_task_ids_are_deterministic_and_distinct() -> None:
+    assert task_id("p", "a", "e") == task_id("p", "a", "e")
+    ids = {task_id("p", "a", "e"), task_id("p", "a", "f"), task_id("q", "a", "e"), task_id("p", "b", "e")}
+    assert len(ids) == 4
+    # a standard UUID5: a device can compute the same id
+    assert task_id("p", "a", "e") == str(uuid.uuid5(NAMESPACE, "p\x1fa\x1fe"))
+
+
+def test_activation_batches_and_resumes_after_a_checkpoint() -> None:
+    plan = fixture("plan_dynamic_fi_thailand_A1.json")
+    top = _area(plan)
+    docs: list[dict] = [plan, jurisdiction(top), jurisdiction("oa-a", top), jurisdiction("oa-b", top)]
+    docs += [structure(f"a-{i}", "oa-a") for i in range(5)] + [structure(f"b-{i}", "oa-b") for i in range(3)]
+    lookup = InMemoryLookup(docs)
+    batches = list(activation_batches(plan, lookup, NOW, batch_size=4))
+    # each area: a BCC task, and a register family task per residential structure without a family
+    assert [(b.jurisdiction_id, len(b.tasks), b.last) for b in batches] == [
+        (top, 1, True), ("oa-a", 4, False), ("oa-a", 2, True), ("oa-b", 4, True)]
+    everything = [t["_id"] for b in batches for t in b.tasks]
+    assert len(everything) == len(set(everything)) == 11
+    resumed = list(activation_batches(plan, lookup, NOW, batch_size=4, resume_after="oa-a"))
+    assert [b.jurisdiction_id for b in resumed] == ["oa-b"]
+    assert [t["_id"] for t in resumed[0].tasks] == [t["_id"] for t in batches[-1].tasks]
+
+
+def test_case_confirmation_on_activation_is_generated_from_the_case_details_event() -> None:
+    """A QuestionnaireResponse subject on activation: the events of the jurisdiction, as
+    QuestionnaireResponses; the task is for the event's entity."""
+    plan = fixture("plan_dynamic_fi_thailand_A1.json")
+    area = _area(plan)
+    case = fixture("converter_event_opensrp.json")
+    case.update(locationId=area, baseEntityId="index-case-house")
+    other = event("Register_Structure", "s-77", area, form_id="e-77")
+    lookup = InMemoryLookup([plan, jurisdiction(area), case, other])
+    confirmations = [t for t in activate(plan, lookup, NOW).tasks if t["code"] == "Case Confirmation"]
+    assert [t["for"] for t in confirmations] == ["index-case-house"]

@@ -1,0 +1,1 @@
+"""The command groups of ``fieldsync``, one module each, registered in order by :mod:`workers.cli`."""

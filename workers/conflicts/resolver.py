@@ -1,0 +1,188 @@
+"""The conflict resolver: on every fieldsync database, each document with conflicting leaf revisions is
+resolved latest-wins (:mod:`workers.conflicts.winner`).
+
+Per batch: one ``_bulk_get`` of every leaf of every conflicted document, one ``_bulk_docs`` of audit records
+(deterministic ids: a second resolver or a replay writes nothing new), then one ``_bulk_docs`` on the database
+that writes each winning body on top of the current winning revision and deletes every other leaf. Writing on
+top of a known leaf never creates a conflict: if someone else wrote meanwhile, CouchDB answers 409 and the next
+change of that document is resolved instead.
+
+Interaction-log documents in the per-user meta databases are left to the summarizer, which merges them.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from workers.audit import now_iso, stable_id, write_many_once, write_once
+from workers.conflicts.winner import Decision, choose
+from workers.couch import Couch, Doc
+from workers.errors import Conflict, FieldsyncError, NotFound
+from workers.follower import OwnWrites
+from workers.logs import log_event
+from workers.settings import Settings
+
+log = logging.getLogger("fieldsync.conflicts")
+
+SKIP_TYPES_BY_KIND = {"user-meta": {"interaction-log"}}
+
+
+def audit_id(db: str, doc_id: str, loser_revs: list[str]) -> str:
+    """Keyed by the losing revisions: a second resolver that sees the first one's write half done (winner
+    written, losers not yet deleted) finds the same losers, hence the same resolution."""
+    return stable_id("conflict", db, doc_id, *sorted(loser_revs))
+
+
+def audit_record(db: str, doc_id: str, current_rev: str, decision: Decision) -> Doc:
+    return {
+        "_id": audit_id(db, doc_id, [d["_rev"] for d in decision.losers]),
+        "kind": "conflict",
+        "db": db,
+        "docId": doc_id,
+        "docType": decision.winner.get("type"),
+        "rule": decision.rule,
+        "times": decision.times,
+        "currentRev": current_rev,
+        "winnerRev": decision.winner["_rev"],
+        "winner": decision.winner,
+        "losers": decision.losers,
+        "createdAt": now_iso(),
+    }
+
+
+def resolution_writes(current_rev: str, decision: Decision) -> list[Doc]:
+    """The ``_bulk_docs`` entries that settle one document: the winning body on top of the current revision,
+    every other living leaf deleted (bare tombstones stay as they are: they are deleted already)."""
+    writes: list[Doc] = []
+    winner = decision.winner
+    body = {k: v for k, v in winner.items() if not k.startswith("_") or k in ("_id", "_attachments")}
+    if winner.get("_deleted"):
+        body["_deleted"] = True
+    if winner["_rev"] != current_rev:
+        # the winning body moves on top of the current revision; its own leaf goes, like every loser
+        writes.append({**body, "_rev": current_rev})
+        if not winner.get("_deleted"):
+            writes.append({"_id": winner["_id"], "_rev": winner["_rev"], "_deleted": True})
+    for loser in decision.losers:
+        if loser["_rev"] == current_rev or loser.get("_deleted"):
+            continue
+        writes.append({"_id": loser["_id"], "_rev": loser["_rev"], "_deleted": True})
+    return writes
+
+
+class ConflictResolver:
+    name = "conflicts"
+    conflicts = True
+
+    def __init__(self, couch: Couch, settings: Settings) -> None:
+        self.couch = couch
+        self.settings = settings
+        self.own_writes = OwnWrites()
+
+    def follows(self, kind: str) -> bool:
+        return kind in ("main", "area", "user-meta", "users-meta", "audit")
+
+    def process(self, db: str, changes: list[dict[str, Any]]) -> int:
+        kind = self.settings.dbs.kind(db) or ""
+        skip_types = SKIP_TYPES_BY_KIND.get(kind, set())
+        refs: list[tuple[str, str]] = []
+        current: dict[str, str] = {}
+        for change in changes:
+            doc = change.get("doc") or {}
+            leaves = [str(r["rev"]) for r in change.get("changes", [])]
+            if not doc.get("_conflicts") or doc.get("type") in skip_types:
+                continue
+            current[doc["_id"]] = str(doc["_rev"])
+            refs.extend((doc["_id"], rev) for rev in leaves)
+        if not refs:
+            return 0
+        by_doc: dict[str, list[Doc]] = {}
+        for leaf in self.couch.bulk_get(db, refs):
+            by_doc.setdefault(leaf["_id"], []).append(leaf)
+        records: list[Doc] = []
+        writes: list[Doc] = []
+        for doc_id, fetched in by_doc.items():
+            living = [leaf for leaf in fetched if not leaf.get("_deleted")]
+            if len(living) < 2 and not any(leaf.get("_deleted") and _has_time(leaf) for leaf in fetched):
+                continue  # resolved meanwhile
+            decision = choose(fetched)
+            records.append(audit_record(db, doc_id, current[doc_id], decision))
+            writes.extend(resolution_writes(current[doc_id], decision))
+        # the audit first: a kill between the two writes leaves an audit of a resolution that the replay does;
+        # a resolution whose losers are all preserved by an earlier record (a concurrent resolver's half-done
+        # write: its winner not yet deleted looks like a loser) is not audited twice
+        records = self._not_yet_audited(db, records)
+        write_many_once(self.couch, self.settings.dbs.audit, records)
+        results = self.couch.bulk_docs(db, writes)
+        self.own_writes.add_results(results)
+        written = sum(1 for r in results if not r.get("error"))
+        lost = sum(1 for r in results if r.get("error") == "conflict")
+        log_event(log, "resolved", db=db, documents=len(records), writes=written, raced=lost)
+        return written
+
+
+    def _not_yet_audited(self, db: str, records: list[Doc]) -> list[Doc]:
+        keys = [[db, r["docId"], loser["_rev"]] for r in records for loser in r["losers"]]
+        if not keys:
+            return records
+        rows = self.couch.view(self.settings.dbs.audit, "audit", "conflict_revisions", keys=keys)
+        audited = {tuple(row["key"]) for row in rows}
+        return [r for r in records
+                if not all((db, r["docId"], loser["_rev"]) in audited for loser in r["losers"])]
+
+
+def _has_time(doc: Doc) -> bool:
+    from workers.conflicts.winner import candidate, fields_for
+
+    return candidate(doc, fields_for(doc)).time is not None
+
+
+# ------------------------------------------------------------------------------------------- operator commands
+
+
+def list_resolutions(couch: Couch, settings: Settings, db: str | None = None, limit: int = 100) -> list[Doc]:
+    rows = couch.view(settings.dbs.audit, "audit", "by_kind", reduce=False, include_docs=True,
+                      startkey=["conflict", {}], endkey=["conflict"], descending=True, limit=limit)
+    out = [row["doc"] for row in rows if row.get("doc")]
+    return [d for d in out if db is None or d.get("db") == db]
+
+
+def revert(couch: Couch, settings: Settings, audit_doc_id: str, rev: str | None = None) -> Doc:
+    """Restore a losing body of a resolution as the new current revision (audited too); idempotent."""
+    record = couch.get(settings.dbs.audit, audit_doc_id)
+    if record is None or record.get("kind") != "conflict":
+        raise NotFound(f"{audit_doc_id}: no conflict resolution with this id in {settings.dbs.audit}")
+    losers: list[Doc] = record.get("losers", [])
+    living = [d for d in losers if not d.get("_deleted")] or losers
+    if rev is not None:
+        chosen = next((d for d in losers if d["_rev"] == rev), None)
+        if chosen is None:
+            raise NotFound(f"{audit_doc_id}: revision {rev} is not among the losers "
+                           f"({', '.join(d['_rev'] for d in losers)})")
+    elif len(living) == 1:
+        chosen = living[0]
+    else:
+        raise FieldsyncError(f"{audit_doc_id}: several losing revisions; choose one with --rev "
+                             f"({', '.join(d['_rev'] for d in living)})")
+    revert_id = stable_id("revert", audit_doc_id, chosen["_rev"])
+    done = couch.get(settings.dbs.audit, revert_id)
+    if done is not None:
+        return done
+    db, doc_id = record["db"], record["docId"]
+    now = couch.get(db, doc_id)
+    body = {k: v for k, v in chosen.items() if not k.startswith("_") or k == "_id"}
+    if now is not None:
+        body["_rev"] = now["_rev"]
+    try:
+        couch.put(db, body)
+    except Conflict:
+        raise FieldsyncError(f"{doc_id} in {db} changed while reverting: run the revert again") from None
+    entry = {
+        "_id": revert_id, "kind": "revert", "db": db, "docId": doc_id, "resolution": audit_doc_id,
+        "restoredRev": chosen["_rev"], "replacedRev": now["_rev"] if now else None, "newRev": body["_rev"],
+        "replaced": now, "createdAt": now_iso(),
+    }
+    write_once(couch, settings.dbs.audit, entry)
+    log_event(log, "reverted", db=db, doc_id=doc_id, resolution=audit_doc_id, restored=chosen["_rev"])
+    return entry

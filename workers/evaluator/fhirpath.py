@@ -1,0 +1,835 @@
+"""FHIRPath for plan conditions: fhirpathpy with a compatibility layer, and a fast path.
+
+OpenSRP evaluates plan expressions with IBM's FHIR engine; fhirpathpy 2.x differs on real Reveal plans
+(see the fixtures README). The compatibility layer, applied to every expression before fhirpathpy sees it:
+
+- an expression starting with ``$this`` fails (KeyError): ``$this`` is seeded with the root resource;
+- ``is(FHIR.Location)`` answers false on the root resource: ``is(...)`` becomes ``fsIs('Location')``, which
+  compares the ``resourceType``;
+- a type name as a path prefix inside ``where`` (``contained.where(Patient.birthDate ...)``) answers empty:
+  ``Patient.`` at the start of a term becomes ``fsType('Patient').`` (the focus, if it is a Patient);
+- quoted calendar units (``today() - 5 'years'``) fail: the quotes are dropped (``5 years``);
+- ``.value`` on a primitive (``Task.code.text.value``) answers empty, and choice types (``answer.value``)
+  need the model: ``.value`` becomes ``fsValue()``: a primitive is its own value, an element gives its
+  ``value`` or its ``value[x]`` children; the R4 model is passed as well;
+- primitive extension keys (``"_questionnaire": {"id": "eventType"}``) are read as extra items: keys starting
+  with ``_`` are dropped from the resource before evaluation;
+- trailing text after a complete expression is rejected by ``validators.expressions.validate``;
+- ``today()`` is an argument of every evaluation, never the clock.
+
+The fast path compiles the subset of FHIRPath that plans use (paths, where/exists/not/is/startsWith/endsWith/
+today/empty/first/count, indexers, = != < <= > >=, and/or, date arithmetic with calendar quantities) into
+Python closures over plain JSON, with the same compatibility semantics. An expression outside the subset, or
+a value it does not handle, falls back to fhirpathpy. Each expression is compiled once (cached).
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from functools import lru_cache
+from time import perf_counter
+from typing import Any, Literal
+
+from antlr4 import InputStream
+from fhirpathpy import engine as _fp_engine
+from fhirpathpy.engine.invocations.constants import constants as _fp_constants
+from fhirpathpy.engine.nodes import FP_DateTime
+from fhirpathpy.engine.util import get_data, process_user_invocation_table
+from fhirpathpy.models import models as _fp_models
+from fhirpathpy.parser import parse as _fp_parse
+from fhirpathpy.parser.generated.FHIRPathLexer import FHIRPathLexer
+
+from validators.expressions import validate
+
+# fhirpathpy is untyped: its entry points, typed once here
+_get_data: Callable[[Any], Any] = get_data
+_reset_constants: Callable[[], None] = _fp_constants.reset
+_fp_datetime: Callable[[str], Any] = FP_DateTime
+_user_table: Callable[[dict[str, Any]], dict[str, Any]] = process_user_invocation_table
+_do_eval: Callable[[dict[str, Any], Any, dict[str, Any]], Any] = _fp_engine.do_eval
+_parse: Callable[[str], dict[str, Any]] = _fp_parse
+
+Mode = Literal["fast", "fhirpathpy"]
+Resource = dict[str, Any]
+Collection = list[Any]
+
+CALENDAR_UNITS = {
+    "year", "years", "month", "months", "week", "weeks", "day", "days",
+    "hour", "hours", "minute", "minutes", "second", "seconds", "millisecond", "milliseconds",
+}
+
+_R4 = _fp_models["r4"]
+
+
+# --- shared helpers -------------------------------------------------------------------------------------
+
+
+def strip_primitive_extensions(value: Any) -> Any:
+    """Drop FHIR JSON's ``_name`` keys (primitive ids/extensions) that fhirpathpy reads as values."""
+    if isinstance(value, dict):
+        return {k: strip_primitive_extensions(v) for k, v in value.items() if not k.startswith("_")}
+    if isinstance(value, list):
+        return [strip_primitive_extensions(v) for v in value]
+    return value
+
+
+def _value_of(item: Any) -> list[Any]:
+    """``.value`` as OpenSRP's engine sees it: a primitive is its own value; an element its value[x]."""
+    if isinstance(item, dict):
+        if "value" in item:
+            found = item["value"]
+            return list(found) if isinstance(found, list) else [found]
+        out: list[Any] = []
+        for key, found in item.items():
+            if len(key) > 5 and key.startswith("value") and key[5].isupper():
+                out.extend(found if isinstance(found, list) else [found])
+        return out
+    if item is None:
+        return []
+    return [item]
+
+
+# --- compatibility rewrite + fhirpathpy (the slow path) ---------------------------------------------------
+
+
+def compat_rewrite(text: str) -> str:
+    """Rewrite a (valid, unescaped) expression so that fhirpathpy evaluates it as OpenSRP does."""
+    tokens = [t for t in FHIRPathLexer(InputStream(text)).getAllTokens() if t.channel == 0]
+    edits: list[tuple[int, int, str]] = []
+    consumed: set[int] = set()
+    n = len(tokens)
+
+    def tx(i: int) -> str:
+        return str(tokens[i].text) if 0 <= i < n else ""
+
+    for i in range(n):
+        if i in consumed:
+            continue
+        text_i = tx(i)
+        # is(FHIR.X) / is(X)
+        if text_i == "is" and tx(i + 1) == "(":
+            if tx(i + 2) == "FHIR" and tx(i + 3) == "." and tx(i + 5) == ")":
+                name, end = tx(i + 4), i + 5
+            elif tx(i + 3) == ")":
+                name, end = tx(i + 2), i + 3
+            else:
+                continue
+            edits.append((tokens[i].start, tokens[end].stop, f"fsIs('{name}')"))
+            consumed.update(range(i, end + 1))
+            continue
+        if tokens[i].type == FHIRPathLexer.IDENTIFIER:
+            prev = tx(i - 1)
+            # Type name as a path prefix at the start of a term
+            if text_i[:1].isupper() and tx(i + 1) == "." and prev != ".":
+                edits.append((tokens[i].start, tokens[i].stop, f"fsType('{text_i}')"))
+                continue
+            # .value (not a function call)
+            if text_i == "value" and prev == "." and tx(i + 1) != "(":
+                edits.append((tokens[i].start, tokens[i].stop, "fsValue()"))
+                continue
+        # 5 'years' -> 5 years
+        if tokens[i].type == FHIRPathLexer.STRING and i > 0 and tokens[i - 1].type == FHIRPathLexer.NUMBER:
+            unit = text_i[1:-1]
+            if unit in CALENDAR_UNITS:
+                edits.append((tokens[i].start, tokens[i].stop, unit))
+    out = text
+    for start, stop, replacement in sorted(edits, reverse=True):
+        out = out[:start] + replacement + out[stop + 1 :]
+    return out
+
+
+def _fs_is(inputs: list[Any], name: str) -> list[Any]:
+    if not inputs:
+        return []
+    if len(inputs) > 1:
+        raise ValueError("is() expects a singleton")
+    item = inputs[0]
+    return [isinstance(item, dict) and item.get("resourceType") == name]
+
+
+def _fs_type(inputs: list[Any], name: str) -> list[Any]:
+    return [item for item in inputs if isinstance(item, dict) and item.get("resourceType") == name]
+
+
+def _fs_value(inputs: list[Any]) -> list[Any]:
+    out: list[Any] = []
+    for item in inputs:
+        out.extend(_value_of(item))
+    return out
+
+
+_COMPAT_TABLE = {
+    "fsIs": {"fn": _fs_is, "arity": {1: ["String"]}},
+    "fsType": {"fn": _fs_type, "arity": {1: ["String"]}},
+    "fsValue": {"fn": _fs_value, "arity": {0: []}},
+}
+
+
+def _fp_result(node: Any) -> list[Any]:
+    out: list[Any] = []
+    for item in node if isinstance(node, list) else [node]:
+        data = _get_data(item)
+        if isinstance(data, FP_DateTime):
+            data = str(data)
+        out.append(data)
+    return out
+
+
+@dataclass(frozen=True)
+class SlowExpression:
+    """An expression compiled for fhirpathpy (parsed once, evaluated with the compatibility table)."""
+
+    text: str
+    rewritten: str
+    parsed: dict[str, Any]
+
+    def __call__(self, resource: Resource, today: date) -> Collection:
+        _reset_constants()
+        data = strip_primitive_extensions(resource)
+        root = [data]
+        today_value = _fp_datetime(today.isoformat())
+        table = dict(_COMPAT_TABLE)
+        table["today"] = {"fn": lambda inputs: today_value, "arity": {0: []}}
+        ctx: dict[str, Any] = {
+            "dataRoot": root,
+            "vars": {"context": data, "ucum": "http://unitsofmeasure.org"},
+            "model": _R4,
+            "userInvocationTable": _user_table(table),
+            "$this": root,
+        }
+        return _fp_result(_do_eval(ctx, root, self.parsed["children"][0]))
+
+
+# --- the fast path --------------------------------------------------------------------------------------
+
+
+class Unsupported(Exception):
+    """The fast path does not handle this expression or value: use fhirpathpy."""
+
+
+@dataclass(frozen=True)
+class When:
+    """A date or dateTime value: ``moment`` set for a dateTime."""
+
+    day: date
+    moment: datetime | None = None
+
+
+_DATE_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(T.*)?$")
+
+
+def _as_when(value: Any) -> When | None:
+    if isinstance(value, When):
+        return value
+    if isinstance(value, str):
+        return _parse_when(value)
+    return None
+
+
+@lru_cache(maxsize=65536)
+def _parse_when(value: str) -> When | None:
+    m = _DATE_RE.match(value)
+    if not m:
+        return None
+    try:
+        day = date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+    except ValueError:
+        return None
+    if m.group(4) is None:
+        return When(day)
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return When(day, datetime(day.year, day.month, day.day, tzinfo=UTC))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return When(day, moment)
+
+
+def _compare_when(a: When, b: When) -> int | None:
+    """-1/0/1, or None when precisions differ on the same day (FHIRPath: empty)."""
+    if a.moment is not None and b.moment is not None:
+        return (a.moment > b.moment) - (a.moment < b.moment)
+    if a.day != b.day:
+        return (a.day > b.day) - (a.day < b.day)
+    if a.moment is None and b.moment is None:
+        return 0
+    return None
+
+
+def _add_calendar(value: When, amount: int | float | Decimal, unit: str) -> When:
+    if value.moment is not None:
+        raise Unsupported("dateTime arithmetic")
+    if amount != int(amount):
+        raise Unsupported("fractional calendar quantity")
+    n = int(amount)
+    unit = unit.rstrip("s") if unit not in {"s", "ms"} else unit
+    day = value.day
+    if unit in {"year", "month"}:
+        months = n * 12 if unit == "year" else n
+        total = day.year * 12 + (day.month - 1) + months
+        year, month = divmod(total, 12)
+        month += 1
+        last = calendar.monthrange(year, month)[1]
+        return When(date(year, month, min(day.day, last)))
+    if unit in {"week", "wk"}:
+        return When(day + timedelta(days=7 * n))
+    if unit in {"day", "d"}:
+        return When(day + timedelta(days=n))
+    raise Unsupported(f"date arithmetic in {unit}")
+
+
+@dataclass
+class Env:
+    root: Collection
+    this: Collection
+    today: date
+
+
+Fn = Callable[[Collection, Env], Collection]
+
+
+def _singleton(values: Collection) -> Any:
+    if len(values) != 1:
+        raise Unsupported("expected a singleton")
+    return values[0]
+
+
+def _to_bool(values: Collection) -> bool | None:
+    if not values:
+        return None
+    if len(values) > 1:
+        raise Unsupported("boolean of a collection")
+    value = values[0]
+    if value is True or value is False:
+        return bool(value)
+    raise Unsupported("boolean of a non-boolean")
+
+
+def _equal(a: Any, b: Any) -> bool | None:
+    if isinstance(a, When) or isinstance(b, When):
+        wa, wb = _as_when(a), _as_when(b)
+        if wa is None or wb is None:
+            raise Unsupported("date compared with a non-date")
+        cmp = _compare_when(wa, wb)
+        return None if cmp is None else cmp == 0
+    if isinstance(a, bool) != isinstance(b, bool):
+        return False
+    return bool(a == b)
+
+
+def _member(name: str) -> Fn:
+    prefix_len = len(name)
+    choice_possible = name[:1].islower()
+
+    def member(focus: Collection, env: Env) -> Collection:
+        out: Collection = []
+        for item in focus:
+            if type(item) is dict:
+                found = item.get(name)
+                if found is not None:
+                    if type(found) is list:
+                        out.extend(found)
+                    else:
+                        out.append(found)
+                elif choice_possible and name not in item:
+                    # choice type (value -> valueString): the R4 model resolves it; leave it to fhirpathpy
+                    for key in item:
+                        if len(key) > prefix_len and key.startswith(name) and key[prefix_len].isupper():
+                            raise Unsupported(f"choice type {key}")
+        return out
+
+    def value(focus: Collection, env: Env) -> Collection:
+        out: Collection = []
+        for item in focus:
+            out.extend(_value_of(item))
+        return out
+
+    return value if name == "value" else member
+
+
+def _type_filter(name: str) -> Fn:
+    def type_filter(focus: Collection, env: Env) -> Collection:
+        return [item for item in focus if type(item) is dict and item.get("resourceType") == name]
+
+    return type_filter
+
+
+class _Compiler:
+    """fhirpathpy's AST (dicts) -> closures ``fn(focus, env) -> collection``.
+
+    ``constant`` holds the nodes whose value depends only on ``today()`` (literals, date arithmetic on
+    them): their closures remember the last day's value.
+    """
+
+    def compile(self, node: dict[str, Any]) -> Fn:
+        kind = node["type"]
+        method = getattr(self, "c_" + kind, None)
+        if method is None:
+            raise Unsupported(kind)
+        result: Fn = method(node)
+        return result
+
+    def c_TermExpression(self, node: dict[str, Any]) -> Fn:
+        return self.compile(node["children"][0])
+
+    def c_ParenthesizedTerm(self, node: dict[str, Any]) -> Fn:
+        return self.compile(node["children"][0])
+
+    def c_InvocationTerm(self, node: dict[str, Any]) -> Fn:
+        child = node["children"][0]
+        if child["type"] == "MemberInvocation":
+            name = child["children"][0]["text"]
+            if name[:1].isupper():
+                return _type_filter(name)
+        return self.compile(child)
+
+    def c_LiteralTerm(self, node: dict[str, Any]) -> Fn:
+        return self.compile(node["children"][0])
+
+    def c_StringLiteral(self, node: dict[str, Any]) -> Fn:
+        raw = node["text"][1:-1]
+        escapes = {"n": "\n", "t": "\t", "r": "\r", "f": "\f"}
+        value = re.sub(r"\\(.)", lambda m: escapes.get(m.group(1), m.group(1)), raw)
+        result = [value]
+        return lambda focus, env: result
+
+    def c_NumberLiteral(self, node: dict[str, Any]) -> Fn:
+        number = Decimal(node["text"])
+        value: int | Decimal = int(number) if number == int(number) else number
+        result = [value]
+        return lambda focus, env: result
+
+    def c_BooleanLiteral(self, node: dict[str, Any]) -> Fn:
+        result = [node["text"] == "true"]
+        return lambda focus, env: result
+
+    def c_QuantityLiteral(self, node: dict[str, Any]) -> Fn:
+        text = node["text"]
+        m = re.match(r"^\s*([0-9.]+)\s*(.*)$", text)
+        if not m:
+            raise Unsupported("quantity")
+        unit = m.group(2).strip().strip("'")
+        if unit not in CALENDAR_UNITS:
+            raise Unsupported(f"quantity unit {unit}")
+        result = [("quantity", Decimal(m.group(1)), unit)]
+        return lambda focus, env: result
+
+    def c_ThisInvocation(self, node: dict[str, Any]) -> Fn:
+        return lambda focus, env: env.this
+
+    def c_MemberInvocation(self, node: dict[str, Any]) -> Fn:
+        return _member(node["children"][0]["text"])
+
+    def c_InvocationExpression(self, node: dict[str, Any]) -> Fn:
+        left = self.compile(node["children"][0])
+        right = node["children"][1]
+        if right["type"] == "MemberInvocation":
+            step = _member(right["children"][0]["text"])
+        else:
+            step = self.compile(right)
+
+        def invoke(focus: Collection, env: Env) -> Collection:
+            return step(left(focus, env), env)
+
+        return invoke
+
+    def c_IndexerExpression(self, node: dict[str, Any]) -> Fn:
+        base = self.compile(node["children"][0])
+        index = self.compile(node["children"][1])
+
+        def indexer(focus: Collection, env: Env) -> Collection:
+            values = base(focus, env)
+            i = _singleton(index(env.this, env))
+            if not isinstance(i, int) or isinstance(i, bool):
+                raise Unsupported("index")
+            return [values[i]] if 0 <= i < len(values) else []
+
+        return indexer
+
+    def c_FunctionInvocation(self, node: dict[str, Any]) -> Fn:
+        functn = node["children"][0]
+        name = functn["children"][0]["text"]
+        params = functn["children"][1]["children"] if len(functn["children"]) > 1 else []
+        builder = getattr(self, "f_" + name, None)
+        if builder is None:
+            raise Unsupported(f"function {name}")
+        result: Fn = builder(params)
+        return result
+
+    # functions ------------------------------------------------------------------------------------------
+
+    def _lambda(self, param: dict[str, Any]) -> Callable[[Any, Env], Collection]:
+        fn = self.compile(param)
+
+        def per_item(item: Any, env: Env) -> Collection:
+            saved = env.this
+            env.this = [item]
+            try:
+                return fn(env.this, env)
+            finally:
+                env.this = saved
+
+        return per_item
+
+    def f_where(self, params: list[dict[str, Any]]) -> Fn:
+        if len(params) != 1:
+            raise Unsupported("where arity")
+        criteria = self._lambda(params[0])
+
+        def where(focus: Collection, env: Env) -> Collection:
+            out: Collection = []
+            for item in focus:
+                result = criteria(item, env)
+                if result:
+                    first = result[0]
+                    if isinstance(first, dict) or first:
+                        out.append(item)
+            return out
+
+        return where
+
+    def f_exists(self, params: list[dict[str, Any]]) -> Fn:
+        if not params:
+            return lambda focus, env: [len(focus) > 0]
+        filtered = self.f_where(params)
+        return lambda focus, env: [len(filtered(focus, env)) > 0]
+
+    def f_empty(self, params: list[dict[str, Any]]) -> Fn:
+        if params:
+            raise Unsupported("empty arity")
+        return lambda focus, env: [len(focus) == 0]
+
+    def f_count(self, params: list[dict[str, Any]]) -> Fn:
+        if params:
+            raise Unsupported("count arity")
+        return lambda focus, env: [len(focus)]
+
+    def f_first(self, params: list[dict[str, Any]]) -> Fn:
+        if params:
+            raise Unsupported("first arity")
+        return lambda focus, env: focus[:1]
+
+    def f_not(self, params: list[dict[str, Any]]) -> Fn:
+        if params:
+            raise Unsupported("not arity")
+
+        def negate(focus: Collection, env: Env) -> Collection:
+            value = _to_bool(focus)
+            return [] if value is None else [not value]
+
+        return negate
+
+    def f_today(self, params: list[dict[str, Any]]) -> Fn:
+        if params:
+            raise Unsupported("today arity")
+        return lambda focus, env: [When(env.today)]
+
+    def _type_name(self, params: list[dict[str, Any]]) -> str:
+        if len(params) != 1:
+            raise Unsupported("type arity")
+        text = params[0].get("text") or ""
+        name = text.split(".")[-1]
+        if not name or not re.match(r"^[A-Za-z]+$", name):
+            raise Unsupported("type specifier")
+        return name
+
+    def f_is(self, params: list[dict[str, Any]]) -> Fn:
+        name = self._type_name(params)
+
+        def is_type(focus: Collection, env: Env) -> Collection:
+            if not focus:
+                return []
+            item = _singleton(focus)
+            return [type(item) is dict and item.get("resourceType") == name]
+
+        return is_type
+
+    def f_ofType(self, params: list[dict[str, Any]]) -> Fn:
+        return _type_filter(self._type_name(params))
+
+    def _string_test(self, params: list[dict[str, Any]], test: Callable[[str, str], bool]) -> Fn:
+        if len(params) != 1:
+            raise Unsupported("arity")
+        arg = self.compile(params[0])
+
+        def string_test(focus: Collection, env: Env) -> Collection:
+            if not focus:
+                return []
+            value = _singleton(focus)
+            other = arg(env.this, env)
+            if not other:
+                return []
+            needle = _singleton(other)
+            if not isinstance(value, str) or not isinstance(needle, str):
+                raise Unsupported("string function on a non-string")
+            return [test(value, needle)]
+
+        return string_test
+
+    def f_startsWith(self, params: list[dict[str, Any]]) -> Fn:
+        return self._string_test(params, str.startswith)
+
+    def f_endsWith(self, params: list[dict[str, Any]]) -> Fn:
+        return self._string_test(params, str.endswith)
+
+    def f_contains(self, params: list[dict[str, Any]]) -> Fn:
+        return self._string_test(params, lambda a, b: b in a)
+
+    # operators ------------------------------------------------------------------------------------------
+
+    def _operands(self, node: dict[str, Any]) -> tuple[Fn, Fn]:
+        left, right = node["children"]
+        return self.compile(left), self.compile(right)
+
+    def c_EqualityExpression(self, node: dict[str, Any]) -> Fn:
+        op = node["terminalNodeText"][0]
+        if op not in {"=", "!="}:
+            raise Unsupported(op)
+        left, right = self._operands(node)
+        negate = op == "!="
+
+        def equality(focus: Collection, env: Env) -> Collection:
+            a = left(focus, env)
+            if not a:
+                return []
+            b = right(focus, env)
+            if not b:
+                return []
+            if len(a) != len(b):
+                return [negate]
+            if len(a) == 1:
+                x, y = a[0], b[0]
+                if type(x) is str and type(y) is str:
+                    return [(x == y) != negate]
+            for x, y in zip(a, b, strict=True):
+                same = _equal(x, y)
+                if same is None:
+                    return []
+                if not same:
+                    return [negate]
+            return [not negate]
+
+        return equality
+
+    def c_InequalityExpression(self, node: dict[str, Any]) -> Fn:
+        op = node["terminalNodeText"][0]
+        left, right = self._operands(node)
+        checks: dict[str, Callable[[int], bool]] = {
+            "<": lambda c: c < 0, "<=": lambda c: c <= 0, ">": lambda c: c > 0, ">=": lambda c: c >= 0,
+        }
+        check = checks[op]
+
+        def inequality(focus: Collection, env: Env) -> Collection:
+            a = left(focus, env)
+            if not a:
+                return []
+            b = right(focus, env)
+            if not b:
+                return []
+            x, y = _singleton(a), _singleton(b)
+            if isinstance(x, When) or isinstance(y, When):
+                wx, wy = _as_when(x), _as_when(y)
+                if wx is None or wy is None:
+                    raise Unsupported("date compared with a non-date")
+                cmp = _compare_when(wx, wy)
+                return [] if cmp is None else [check(cmp)]
+            if isinstance(x, str) and isinstance(y, str):
+                return [check((x > y) - (x < y))]
+            if isinstance(x, int | float | Decimal) and isinstance(y, int | float | Decimal) \
+                    and not isinstance(x, bool) and not isinstance(y, bool):
+                return [check((x > y) - (x < y))]
+            raise Unsupported("comparison of these types")
+
+        return inequality
+
+    def c_AdditiveExpression(self, node: dict[str, Any]) -> Fn:
+        op = node["terminalNodeText"][0]
+        if op not in {"+", "-"}:
+            raise Unsupported(op)
+        left, right = self._operands(node)
+        sign = 1 if op == "+" else -1
+        # today() +/- a quantity depends on the day only: remember the last day's value
+        memo: dict[date, Collection] = {}
+        constant = _depends_on_today_only(node)
+
+        def additive(focus: Collection, env: Env) -> Collection:
+            if constant and env.today in memo:
+                return memo[env.today]
+            a = left(focus, env)
+            b = right(focus, env)
+            if not a or not b:
+                return []
+            x, y = _singleton(a), _singleton(b)
+            if isinstance(y, tuple) and y[0] == "quantity":
+                when = _as_when(x)
+                if when is None:
+                    raise Unsupported("arithmetic on a non-date")
+                result = [_add_calendar(when, sign * y[1], y[2])]
+                if constant:
+                    memo.clear()
+                    memo[env.today] = result
+                return result
+            raise Unsupported("arithmetic")
+
+        return additive
+
+    def c_AndExpression(self, node: dict[str, Any]) -> Fn:
+        left, right = self._operands(node)
+
+        def and_(focus: Collection, env: Env) -> Collection:
+            a = _to_bool(left(focus, env))
+            if a is False:
+                return [False]
+            b = _to_bool(right(focus, env))
+            if b is False:
+                return [False]
+            if a is None or b is None:
+                return []
+            return [True]
+
+        return and_
+
+    def c_OrExpression(self, node: dict[str, Any]) -> Fn:
+        op = node["terminalNodeText"][0]
+        if op != "or":
+            raise Unsupported(op)
+        left, right = self._operands(node)
+
+        def or_(focus: Collection, env: Env) -> Collection:
+            a = _to_bool(left(focus, env))
+            if a is True:
+                return [True]
+            b = _to_bool(right(focus, env))
+            if b is True:
+                return [True]
+            if a is None or b is None:
+                return []
+            return [False]
+
+        return or_
+
+
+_TODAY_ONLY_LEAVES = {
+    "StringLiteral", "NumberLiteral", "BooleanLiteral", "QuantityLiteral", "Quantity", "Unit",
+}
+
+
+def _depends_on_today_only(node: dict[str, Any]) -> bool:
+    """True for a subtree built from literals, ``today()`` and operators (no paths, no ``$this``)."""
+    kind = node["type"]
+    if kind in _TODAY_ONLY_LEAVES:
+        return True
+    if kind == "FunctionInvocation":
+        functn = node["children"][0]
+        return bool(functn["children"][0]["text"] == "today" and len(functn["children"]) == 1)
+    if kind in {"TermExpression", "LiteralTerm", "InvocationTerm", "ParenthesizedTerm", "AdditiveExpression"}:
+        return all(_depends_on_today_only(c) for c in node.get("children", []))
+    return False
+
+
+def _finish(values: Collection) -> Collection:
+    out: Collection = []
+    for value in values:
+        if isinstance(value, When):
+            out.append(value.day.isoformat() if value.moment is None else value.moment.isoformat())
+        elif isinstance(value, tuple):
+            raise Unsupported("quantity result")
+        else:
+            out.append(value)
+    return out
+
+
+@dataclass(frozen=True)
+class FastExpression:
+    text: str
+    fn: Fn
+
+    def __call__(self, resource: Resource, today: date) -> Collection:
+        root = [resource]
+        result = self.fn(root, Env(root, root, today))
+        if len(result) == 1 and (result[0] is True or result[0] is False):
+            return result
+        return _finish(result)
+
+
+# --- the compiled expression and the engine the evaluator uses -------------------------------------------
+
+
+@dataclass(frozen=True)
+class Compiled:
+    text: str
+    slow: SlowExpression
+    fast: FastExpression | None
+
+
+@lru_cache(maxsize=4096)
+def compile_expression(expression: str) -> Compiled:
+    """Validate (strictly), rewrite and compile an expression once; HTML entities are undone first."""
+    text = validate(expression)
+    rewritten = compat_rewrite(text)
+    slow = SlowExpression(text, rewritten, _parse(rewritten))
+    fast: FastExpression | None
+    try:
+        fast = FastExpression(text, _Compiler().compile(_parse(text)["children"][0]))
+    except Unsupported:
+        fast = None
+    return Compiled(text, slow, fast)
+
+
+class PathEngine:
+    """Evaluates plan expressions; ``mode="fhirpathpy"`` forces the (compatible) fhirpathpy path.
+
+    ``evaluations`` counts evaluations, ``fallbacks`` those the fast path handed to fhirpathpy; with
+    ``timed=True``, ``seconds`` sums the time spent evaluating.
+    """
+
+    def __init__(self, mode: Mode = "fast", *, timed: bool = False) -> None:
+        self.mode: Mode = mode
+        self.evaluations = 0
+        self.fallbacks = 0
+        self.timed = timed
+        self.seconds = 0.0
+
+    def evaluate(self, expression: str, resource: Resource, today: date) -> Collection:
+        if self.timed:
+            started = perf_counter()
+            try:
+                return self._evaluate(expression, resource, today)
+            finally:
+                self.seconds += perf_counter() - started
+        return self._evaluate(expression, resource, today)
+
+    def _evaluate(self, expression: str, resource: Resource, today: date) -> Collection:
+        self.evaluations += 1
+        compiled = compile_expression(expression)
+        if self.mode == "fast" and compiled.fast is not None:
+            try:
+                return compiled.fast(resource, today)
+            except Unsupported:
+                pass
+        if self.mode == "fast":
+            self.fallbacks += 1
+        return compiled.slow(resource, today)
+
+    def boolean(self, expression: str, resource: Resource, today: date) -> bool:
+        """OpenSRP's evaluateBooleanExpression: true only for a single ``true``."""
+        result = self.evaluate(expression, resource, today)
+        return len(result) == 1 and result[0] is True
+
+    def string(self, expression: str, resource: Resource, today: date) -> str | None:
+        """OpenSRP's evaluateStringExpression: the first item as text, or None."""
+        result = self.evaluate(expression, resource, today)
+        if not result:
+            return None
+        first = result[0]
+        if isinstance(first, bool):
+            return "true" if first else "false"
+        if isinstance(first, dict):
+            return None
+        return str(first)

@@ -1,0 +1,187 @@
+"""Task documents as OpenSRP's TaskHelper makes and updates them, with deterministic identifiers.
+
+A generated task's ``_id`` = ``identifier`` is a UUID5 of its natural key (plan, action, entity): generating
+it twice, on two workers or on a device and the server, gives one task. Time is always an argument.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import uuid
+from datetime import date, datetime
+from functools import lru_cache
+from typing import Any
+
+from validators.opensrp import Action
+
+Doc = dict[str, Any]
+
+NAMESPACE = uuid.UUID("6f1c2b8e-4a57-5d0e-9f3a-2c1d7e5b9a10")
+_NAMESPACE_BYTES = NAMESPACE.bytes
+
+NOT_VISITED = "Not Visited"
+READY = "Ready"
+COMPLETED = "Completed"
+CANCELLED = "Cancelled"
+ARCHIVED = "Archived"
+COMPLETED_IN_ANOTHER_PLAN = "Completed in another plan"
+
+# OpenSRP's Task.TaskStatus, as its JSON spells them
+_STATUS = {
+    "draft": "Draft", "ready": READY, "cancelled": CANCELLED, "in progress": "In Progress",
+    "in_progress": "In Progress", "in-progress": "In Progress", "completed": COMPLETED, "failed": "Failed",
+    "archived": ARCHIVED,
+}
+
+# statuses that do not count when OpenSRP checks whether a task exists already
+INACTIVE = {CANCELLED, ARCHIVED}
+
+
+def normalise_status(value: str) -> str:
+    return _STATUS.get(value.strip().lower(), value)
+
+
+def task_id(plan_id: str, action_key: str, entity_id: str) -> str:
+    """The deterministic identifier of the task an action of a plan generates for an entity: the UUID5
+    (RFC 4122, SHA-1, in NAMESPACE) of ``plan \\x1f action \\x1f entity``."""
+    name = f"{plan_id}\x1f{action_key}\x1f{entity_id}".encode()
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def action_key(action: Action) -> str:
+    """Action identifiers are not always unique within a plan (EUSM reuses one): the code disambiguates."""
+    return f"{action.identifier}\x1e{action.code or ''}"
+
+
+@lru_cache(maxsize=64)
+def iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds")
+
+
+def new_task(
+    *,
+    action: Action,
+    plan_id: str,
+    jurisdiction_id: str,
+    entity_id: str,
+    now: datetime,
+    owner: str,
+    identifier: str | None = None,
+) -> Doc:
+    """A Ready task of an action for an entity (before dynamic values)."""
+    identifier = identifier or task_id(plan_id, action_key(action), entity_id)
+    stamp = iso(now)
+    task: Doc = {
+        "_id": identifier,
+        "type": "Task",
+        "identifier": identifier,
+        "planIdentifier": plan_id,
+        "groupIdentifier": jurisdiction_id,
+        "status": READY,
+        "businessStatus": None,
+        "priority": "routine",
+        "code": action.code,
+        "description": action.description,
+        "focus": action.identifier,
+        "for": entity_id,
+        "authoredOn": stamp,
+        "lastModified": stamp,
+        "owner": owner,
+        "requester": owner,
+    }
+    if action.timingPeriod is not None:
+        task["executionPeriod"] = {
+            k: v for k, v in (("start", action.timingPeriod.start), ("end", action.timingPeriod.end)) if v
+        }
+    return task
+
+
+def completed_task(
+    *,
+    plan_id: str,
+    jurisdiction_id: str,
+    entity_id: str,
+    code: str,
+    business_status: str,
+    event_type: str,
+    now: datetime,
+    owner: str,
+) -> Doc:
+    """A task recording work done without one (a structure or family member registered), status Completed."""
+    identifier = task_id(plan_id, f"post-save\x1e{code}", entity_id)
+    return {
+        "_id": identifier,
+        "type": "Task",
+        "identifier": identifier,
+        "planIdentifier": plan_id,
+        "groupIdentifier": jurisdiction_id,
+        "status": COMPLETED,
+        "businessStatus": business_status,
+        "priority": "routine",
+        "code": code,
+        "description": f"{event_type} done without a task",
+        "focus": event_type,
+        "for": entity_id,
+        "executionPeriod": {"start": iso(now)},
+        "authoredOn": iso(now),
+        "lastModified": iso(now),
+        "owner": owner,
+        "requester": owner,
+    }
+
+
+def updated(task: Doc, changes: dict[str, Any], now: datetime) -> Doc:
+    """A copy of the task with the changes and a new ``lastModified`` (the input is never mutated)."""
+    out = copy.deepcopy(task)
+    out.update(changes)
+    out["lastModified"] = iso(now)
+    out.setdefault("type", "Task")
+    out.setdefault("_id", out["identifier"])
+    return out
+
+
+def dynamic_changes(
+    action: Action,
+    evaluate_string: Any,
+    resource: Doc,
+    today: date,
+    *,
+    creating: bool,
+) -> dict[str, Any]:
+    """Field values an action's dynamicValue entries give a task, as OpenSRP's evaluateDynamicValues.
+
+    ``evaluate_string(expression, resource, today) -> str | None``. ``defaultBusinessStatus`` carries a
+    literal; ``restriction.*`` paths set the task's restriction; any other path names a task field.
+    """
+    changes: dict[str, Any] = {}
+    for dynamic in action.dynamicValue:
+        expression = dynamic.expression
+        if expression is None or expression.expression is None:
+            continue
+        if expression.name == "defaultBusinessStatus":
+            if creating:
+                changes["businessStatus"] = expression.expression
+            continue
+        path = dynamic.path
+        if not path:
+            continue
+        value = evaluate_string(expression.expression, resource, today)
+        if value is None:
+            continue
+        if path.startswith("restriction"):
+            restriction = changes.setdefault("restriction", {})
+            if path == "restriction.repetitions":
+                restriction["repetitions"] = int(value)
+            elif path in ("restriction.period.start", "restriction.period.end"):
+                restriction.setdefault("period", {})[path.rsplit(".", 1)[1]] = value
+            continue
+        if path == "status":
+            changes["status"] = normalise_status(value)
+        else:
+            changes[path] = value
+    return changes

@@ -1,0 +1,194 @@
+"""The change-feed follower: one worker on one database, in batches, checkpointed after the batch's effects.
+
+- reads ``_changes`` in pages of ``batch_size`` (bounded memory whatever the backlog), with the documents;
+- hands each batch to the worker's handler; a batch that fails is split and each change retried up to
+  ``attempts`` times, then parked in the audit database with the error, and the follower goes on;
+- writes the checkpoint (``_local/fieldsync-<worker>`` of the followed database, never replicated) only after
+  the batch's effects are written, so a kill at any moment replays at most one batch, which handlers treat
+  idempotently (deterministic ids, writes only when something differs);
+- skips design documents and the revisions this process wrote itself (no loops);
+- lets :class:`workers.errors.ServerUnreachable` through, so the runner waits with backoff and resumes from
+  the checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import zlib
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from workers.audit import now_iso, parked_record, write_once
+from workers.couch import Couch, Doc
+from workers.errors import ServerUnreachable
+from workers.logs import log_event
+
+log = logging.getLogger("fieldsync.follower")
+
+
+class OwnWrites:
+    """The (id, rev) pairs this process wrote, bounded (oldest forgotten first)."""
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self.capacity = capacity
+        self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
+
+    def add(self, doc_id: str, rev: str) -> None:
+        self._seen[(doc_id, rev)] = None
+        if len(self._seen) > self.capacity:
+            self._seen.popitem(last=False)
+
+    def add_results(self, results: Iterable[dict[str, Any]]) -> None:
+        for res in results:
+            if res.get("id") and res.get("rev") and not res.get("error"):
+                self.add(str(res["id"]), str(res["rev"]))
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._seen
+
+
+class Handler(Protocol):
+    """One worker's rule set: which databases it follows and what it does with a batch of changes."""
+
+    name: str
+    conflicts: bool
+    own_writes: OwnWrites
+
+    def follows(self, kind: str) -> bool: ...
+
+    def process(self, db: str, changes: list[dict[str, Any]]) -> int:
+        """Apply a batch; return how many documents it wrote. Raise on failure (the follower isolates it)."""
+        ...
+
+
+@dataclass
+class Step:
+    changes: int
+    writes: int
+    parked: int
+    caught_up: bool
+    ms: float
+
+
+class Follower:
+    def __init__(
+        self, couch: Couch, db: str, handler: Handler, audit_db: str, *, batch_size: int = 200, attempts: int = 3,
+        shard: tuple[int, int] = (0, 1),
+    ) -> None:
+        self.couch = couch
+        self.db = db
+        self.handler = handler
+        self.audit_db = audit_db
+        self.batch_size = batch_size
+        self.attempts = attempts
+        # several processes share a feed by document id (FIELDSYNC_WORKER_SHARD=i/n), each with its checkpoint
+        self.shard = shard
+        suffix = f"-{shard[0]}of{shard[1]}" if shard[1] > 1 else ""
+        self.checkpoint_name = f"fieldsync-{handler.name}{suffix}"
+        self._checkpoint: Doc | None = None
+
+    # ----------------------------------------------------------------------------- checkpoint
+
+    def checkpoint(self) -> Doc:
+        if self._checkpoint is None:
+            self._checkpoint = self.couch.get_local(self.db, self.checkpoint_name) or {
+                "seq": 0, "processed": 0, "parked": 0, "writes": 0,
+            }
+        return self._checkpoint
+
+    def _save_checkpoint(self, seq: Any, processed: int, writes: int, parked: int, error: str | None) -> None:
+        current = self.checkpoint()
+        updated = {
+            "worker": self.handler.name,
+            "db": self.db,
+            "seq": seq,
+            "processed": int(current.get("processed", 0)) + processed,
+            "writes": int(current.get("writes", 0)) + writes,
+            "parked": int(current.get("parked", 0)) + parked,
+            "lastError": error if error is not None else current.get("lastError"),
+            "updatedAt": now_iso(),
+        }
+        self.couch.put_local(self.db, self.checkpoint_name, updated)
+        self._checkpoint = updated
+
+    # ----------------------------------------------------------------------------- one batch
+
+    def step(self) -> Step:
+        started = time.perf_counter()
+        since = self.checkpoint().get("seq", 0)
+        page = self.couch.changes(
+            self.db, since, limit=self.batch_size, include_docs=True, conflicts=self.handler.conflicts,
+            style="all_docs",
+        )
+        if not page.results:
+            return Step(0, 0, 0, True, (time.perf_counter() - started) * 1000)
+        relevant = [c for c in page.results if self._relevant(c)]
+        writes, parked, error = 0, 0, None
+        if relevant:
+            writes, parked, error = self._apply(relevant)
+        self._save_checkpoint(page.last_seq, len(page.results), writes, parked, error)
+        ms = (time.perf_counter() - started) * 1000
+        log_event(
+            log, "batch", worker=self.handler.name, db=self.db, seq=str(page.last_seq), changes=len(page.results),
+            handled=len(relevant), writes=writes, parked=parked, ms=round(ms, 1),
+        )
+        caught_up = len(page.results) < self.batch_size
+        return Step(len(page.results), writes, parked, caught_up, ms)
+
+    def _relevant(self, change: dict[str, Any]) -> bool:
+        doc_id = str(change.get("id", ""))
+        if doc_id.startswith("_design/") or doc_id.startswith("_local/"):
+            return False
+        if self.shard[1] > 1 and shard_of(doc_id, self.shard[1]) != self.shard[0]:
+            return False
+        revs = [str(r.get("rev")) for r in change.get("changes", [])]
+        doc = change.get("doc") or {}
+        current = str(doc.get("_rev", revs[0] if revs else ""))
+        # our own write, and nothing else happened to the document since: nothing to react to
+        return not ((doc_id, current) in self.handler.own_writes and not doc.get("_conflicts"))
+
+    def _apply(self, changes: list[dict[str, Any]]) -> tuple[int, int, str | None]:
+        try:
+            return self.handler.process(self.db, changes), 0, None
+        except ServerUnreachable:
+            raise
+        except Exception as exc:  # isolate the change(s) that fail
+            log_event(log, "batch failed, retrying change by change", logging.WARNING, worker=self.handler.name,
+                      db=self.db, changes=len(changes), error=_describe(exc))
+        writes = parked = 0
+        last_error: str | None = None
+        for change in changes:
+            for attempt in range(1, self.attempts + 1):
+                try:
+                    writes += self.handler.process(self.db, [change])
+                    break
+                except ServerUnreachable:
+                    raise
+                except Exception as exc:
+                    last_error = f"{change.get('id')}: {_describe(exc)}"
+                    if attempt == self.attempts:
+                        record = parked_record(self.handler.name, self.db, change, _describe(exc), attempt)
+                        write_once(self.couch, self.audit_db, record)
+                        parked += 1
+                        log_event(log, "parked", logging.ERROR, worker=self.handler.name, db=self.db,
+                                  doc_id=change.get("id"), seq=str(change.get("seq")), error=_describe(exc),
+                                  audit_id=record["_id"])
+        return writes, parked, last_error
+
+    def pending(self, cap: int = 10_000) -> int:
+        """Changes after the checkpoint (the lag), counted up to ``cap``."""
+        page = self.couch.changes(self.db, self.checkpoint().get("seq", 0), limit=cap, include_docs=False)
+        return len(page.results)
+
+
+def shard_of(key: str, count: int) -> int:
+    """The share (0..count-1) a document id or a jurisdiction belongs to: stable across processes."""
+    return zlib.crc32(key.encode("utf-8")) % count
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or exc.__class__.__name__
+    return f"{exc.__class__.__name__}: {text}"[:500]

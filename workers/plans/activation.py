@@ -1,0 +1,189 @@
+"""Plan activation in batches, with a persisted progress record, resumable after a kill.
+
+Progress lives in ``_local/fieldsync-activation-<plan>`` of the main database (never replicated):
+the plan revision it activates, the jurisdictions done and in all, the last jurisdiction whose tasks are all
+written (the resume point), the plan's tasks (``tasks``) and how many of them this activation wrote
+(``tasksWritten``; the others existed already), and per-jurisdiction counts. A jurisdiction is marked done only
+after its last batch is written; a kill replays at most that jurisdiction, whose tasks have deterministic ids
+that exist already, so the replay writes nothing new: no duplicates, no gaps.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from workers.audit import now_iso, parked_record, write_once
+from workers.couch import Couch, Doc
+from workers.errors import ServerUnreachable
+from workers.evaluator.engine import Batch, activation_batches
+from workers.evaluator.fhirpath import PathEngine
+from workers.evaluator.tree import jurisdictions
+from workers.follower import OwnWrites, shard_of
+from workers.logs import log_event
+from workers.plans.couch_lookup import ActivationLookup, CouchLookup
+
+log = logging.getLogger("fieldsync.activation")
+
+RUNNING, DONE, FAILED = "running", "done", "failed"
+
+
+def progress_name(plan_id: str) -> str:
+    return f"fieldsync-activation-{plan_id}"
+
+
+def start(couch: Couch, db: str, plan: Doc) -> Doc | None:
+    """Record that ``plan`` (at its current revision) must be activated; None when that is recorded already."""
+    name = progress_name(plan["_id"])
+    current = couch.get_local(db, name)
+    if current is not None and current.get("planRev") == plan["_rev"]:
+        return None
+    progress: Doc = {
+        "plan": plan["_id"], "planRev": plan["_rev"], "state": RUNNING, "resumeAfter": None,
+        "jurisdictionsDone": 0, "jurisdictionsTotal": None, "tasks": 0, "tasksWritten": 0, "entities": 0,
+        "conditionEvaluations": 0, "jurisdictions": {}, "startedAt": now_iso(), "finishedAt": None,
+    }
+    couch.put_local(db, name, progress)
+    log_event(log, "activation queued", db=db, plan=plan["_id"], plan_rev=plan["_rev"])
+    return progress
+
+
+class Activation:
+    """One plan's activation, advanced one batch at a time by :meth:`step`."""
+
+    def __init__(self, couch: Couch, db: str, plan: Doc, progress: Doc, paths: PathEngine, own: OwnWrites,
+                 *, batch_size: int = 500, shard: tuple[int, int] = (0, 1), audit_db: str = "",
+                 attempts: int = 3) -> None:
+        self.couch = couch
+        self.db = db
+        self.plan = plan
+        self.progress = progress
+        self.paths = paths
+        self.own = own
+        self.batch_size = batch_size
+        self.shard = shard
+        self._batches: Iterator[Batch] | None = None
+        self._pending_tasks = 0
+        self._pending_written = 0
+        self._reload = False
+        self._current: str | None = None
+        self._failures = 0
+        self.audit_db = audit_db
+        self.attempts = attempts
+
+    @property
+    def plan_id(self) -> str:
+        return str(self.plan["_id"])
+
+    def covers(self, jurisdiction_id: str) -> bool:
+        """True while this activation has yet to begin ``jurisdiction_id``: it will read (fresh) every entity
+        of it then, so the feed rule can leave that entity to it."""
+        return (self.progress.get("state") == RUNNING and jurisdiction_id != self._current
+                and jurisdiction_id not in self.progress.get("jurisdictions", {}))
+
+    def _open(self) -> Iterator[Batch]:
+        lookup = ActivationLookup(self.couch, self.db)
+        if self.progress.get("jurisdictionsTotal") is None:
+            codes = [j.get("code") for j in self.plan.get("jurisdiction") or []]
+            self.progress["jurisdictionsTotal"] = sum(1 for _ in jurisdictions([c for c in codes if c], lookup))
+        now = datetime.now(UTC)
+        return activation_batches(self.plan, lookup, now, batch_size=self.batch_size,
+                                  resume_after=self.progress.get("resumeAfter"), paths=self.paths)
+
+    def step(self) -> bool:
+        """Write the next batch; False once the activation is done. On any error (the server gone, a write
+        refused) the walk is dropped and reopened later from the persisted progress: a generator that raised
+        cannot go on, and the batch not yet recorded as done is replayed without duplicates."""
+        try:
+            return self._step()
+        except Exception as exc:
+            self._batches = None
+            self._pending_tasks = self._pending_written = 0
+            self._reload = True  # resume from what was persisted, once the server answers
+            if isinstance(exc, ServerUnreachable):
+                raise
+            self._failures += 1
+            log_event(log, "activation error", logging.WARNING, db=self.db, plan=self.plan_id,
+                      attempt=self._failures, error=f"{exc.__class__.__name__}: {exc}")
+            if self._failures >= self.attempts:
+                self._fail(exc)
+                return False
+            return True
+
+    def _fail(self, exc: Exception) -> None:
+        """Stop trying: the progress says failed, and the plan is parked in the audit database with why."""
+        reason = f"{exc.__class__.__name__}: {exc}"[:1000]
+        self.progress = {**(self.couch.get_local(self.db, progress_name(self.plan_id)) or self.progress),
+                         "state": FAILED, "lastError": reason, "finishedAt": now_iso()}
+        self.couch.put_local(self.db, progress_name(self.plan_id), self.progress)
+        change = {"id": self.plan_id, "seq": None, "doc": self.plan}
+        write_once(self.couch, self.audit_db, parked_record("plans", self.db, change, reason, self._failures))
+        log_event(log, "activation failed: parked", logging.ERROR, db=self.db, plan=self.plan_id, error=reason)
+
+    def _step(self) -> bool:
+        if self._reload:
+            self.progress = self.couch.get_local(self.db, progress_name(self.plan_id)) or self.progress
+            self._reload = False
+        if self.progress.get("state") in (DONE, FAILED):
+            return False
+        if self._batches is None:
+            self._batches = self._open()
+        started = time.perf_counter()
+        try:
+            batch = next(self._batches)
+        except StopIteration:
+            self.progress["state"] = DONE
+            self.progress["finishedAt"] = now_iso()
+            self.couch.put_local(self.db, progress_name(self.plan_id), self.progress)
+            log_event(log, "activation done", db=self.db, plan=self.plan_id,
+                      jurisdictions=self.progress["jurisdictionsDone"], tasks=self.progress["tasksWritten"])
+            return False
+        self._current = batch.jurisdiction_id
+        mine = self.shard[1] == 1 or shard_of(batch.jurisdiction_id, self.shard[1]) == self.shard[0]
+        written = 0
+        if mine and batch.tasks:
+            result = self.couch.save_many(self.db, [dict(t) for t in batch.tasks])
+            self.own.add_results(result.ok)
+            written = len(result.ok)  # conflicts: the task exists already (a replay, another worker)
+            self._pending_written += written
+            self._pending_tasks += len(batch.tasks)
+        self.progress["entities"] += batch.entities
+        self.progress["conditionEvaluations"] += batch.condition_evaluations
+        if batch.last:
+            entry: dict[str, Any] = self.progress["jurisdictions"].setdefault(batch.jurisdiction_id, {})
+            entry.update({"tasks": self._pending_tasks, "written": self._pending_written, "done": True})
+            self.progress["tasks"] += self._pending_tasks
+            self.progress["tasksWritten"] += self._pending_written
+            self.progress["jurisdictionsDone"] += 1
+            self.progress["resumeAfter"] = batch.jurisdiction_id
+            self._pending_tasks = self._pending_written = 0
+            self.couch.put_local(self.db, progress_name(self.plan_id), self.progress)
+        log_event(log, "activation batch", db=self.db, plan=self.plan_id, jurisdiction=batch.jurisdiction_id,
+                  tasks=written, entities=batch.entities, done=self.progress["jurisdictionsDone"],
+                  total=self.progress["jurisdictionsTotal"], ms=round((time.perf_counter() - started) * 1000, 1))
+        return True
+
+
+def running(couch: Couch, db: str) -> list[tuple[Doc, Doc]]:
+    """(plan, progress) of every activation still running, from the active plans of the database."""
+    out: list[tuple[Doc, Doc]] = []
+    for plan in CouchLookup(couch, db).active_plans():
+        progress = couch.get_local(db, progress_name(plan["_id"]))
+        if progress is None or progress.get("planRev") != plan["_rev"]:
+            progress = start(couch, db, plan)
+        if progress is not None and progress.get("state") == RUNNING:
+            out.append((plan, progress))
+    return out
+
+
+def progress_of(couch: Couch, db: str) -> list[Doc]:
+    rows = couch.view(db, "fieldsync", "plans_by_status", include_docs=False)
+    seen: list[Doc] = []
+    for plan_id in sorted({row["id"] for row in rows}):
+        progress = couch.get_local(db, progress_name(plan_id))
+        if progress is not None:
+            seen.append(progress)
+    return seen

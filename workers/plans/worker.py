@@ -1,0 +1,225 @@
+"""The plan worker, on the main database: rules in an explicit order (CHT Sentinel's transitions), each a
+filter and an action, feeding the pure evaluator and writing what it decides.
+
+| rule | when | what |
+| --- | --- | --- |
+| plan-activation | a plan is active at a revision not activated yet | queue its activation (a chore, in batches) |
+| event-submission | an event syncs | post-save, cross-plan cancel, active plans evaluated for the event |
+| task-state-change | a task changes (not by this worker) | its plan evaluated again for its entity |
+| entity-registered | a structure or client arrives or changes | active plans of its area evaluated for it |
+| location-archived | a location becomes inactive | its open tasks cancelled, audited |
+
+Each change is evaluated with a lookup that sees the writes of the changes before it in the batch.
+Writes are idempotent: new tasks have deterministic ids (a second creation is a 409, ignored), updates carry
+the revision they were computed from (a 409 means the task changed meanwhile: the change is retried with
+fresh reads, then parked).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from validators.opensrp import parse_document
+from workers.audit import now_iso, stable_id, write_many_once
+from workers.couch import Couch, Doc
+from workers.errors import Conflict
+from workers.evaluator import flows
+from workers.evaluator import tasks as T
+from workers.evaluator.engine import Outcome, evaluate_entity
+from workers.evaluator.fhirpath import PathEngine
+from workers.evaluator.lookup import is_jurisdiction, parent_id, residence
+from workers.follower import OwnWrites
+from workers.logs import log_event
+from workers.plans import activation
+from workers.plans.couch_lookup import CouchLookup
+from workers.settings import Settings
+
+log = logging.getLogger("fieldsync.plans")
+
+CHECKED_TYPES = {"Plan", "Event", "Task"}
+OPEN_STATUSES = {T.READY, "In Progress", "Draft", "Requested", "Received", "Accepted"}
+ARCHIVED_STATUSES = {"Inactive", "Archived", "Retired"}
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    applies: Callable[[Doc], bool]
+    apply: Callable[[Doc, CouchLookup, datetime], Outcome | None]
+
+
+class PlanWorker:
+    name = "plans"
+    conflicts = False
+
+    def __init__(self, couch: Couch, settings: Settings) -> None:
+        self.couch = couch
+        self.settings = settings
+        self.own_writes = OwnWrites()
+        self.paths = PathEngine()
+        self.db = settings.dbs.main
+        self._activations: dict[str, activation.Activation] = {}
+        self._scanned = False
+        self.rules: tuple[Rule, ...] = (
+            Rule("plan-activation", lambda d: d.get("type") == "Plan", self._on_plan),
+            Rule("event-submission", lambda d: d.get("type") == "Event", self._on_event),
+            Rule("task-state-change", lambda d: d.get("type") == "Task", self._on_task),
+            Rule("location-archived", _is_archived_location, self._on_archived),
+            Rule("entity-registered", lambda d: d.get("type") in ("Feature", "Client") and not _is_archived_location(d),
+                 self._on_entity),
+        )
+
+    def follows(self, kind: str) -> bool:
+        return kind == "main"
+
+    # ------------------------------------------------------------------------------------------ feed
+
+    def process(self, db: str, changes: list[dict[str, Any]]) -> int:
+        self._scan()  # activations to resume are known before any feed rule asks whether one covers an entity
+        lookup = CouchLookup(self.couch, db)
+        written = 0
+        for change in changes:
+            doc = change.get("doc")
+            if not doc or doc.get("_deleted"):
+                continue
+            for rule in self.rules:
+                if not rule.applies(doc):
+                    continue
+                if doc.get("type") in CHECKED_TYPES:
+                    parse_document(doc)  # a document that breaks the contract is parked with id, field, reason
+                outcome = rule.apply(doc, lookup, datetime.now(UTC))
+                if outcome is not None:
+                    written += self._write(db, doc, rule.name, outcome, lookup)
+                break
+        return written
+
+    def _write(self, db: str, cause: Doc, rule: str, outcome: Outcome, lookup: CouchLookup) -> int:
+        tasks = outcome.tasks
+        if not tasks and not outcome.audit:
+            return 0
+        records = [self._audit_record(db, cause, rule, record) for record in outcome.audit]
+        write_many_once(self.couch, self.settings.dbs.audit, records)
+        result = self.couch.save_many(db, [dict(t) for t in tasks])
+        self.own_writes.add_results(result.ok)
+        raced_updates = [tid for tid in result.conflicts if any(t["_id"] == tid and t.get("_rev") for t in tasks)]
+        if raced_updates:
+            raise Conflict(f"tasks changed while {cause.get('_id')} was evaluated: {', '.join(raced_updates)}")
+        if result.errors:
+            raise Conflict(f"tasks not written for {cause.get('_id')}: {result.errors}")
+        by_id = {t["_id"]: t for t in tasks}
+        stored = []
+        for res in result.ok:
+            doc = dict(by_id[res["id"]])
+            doc["_rev"] = res["rev"]
+            stored.append(doc)
+        lookup.remember(stored)
+        log_event(log, "evaluated", db=db, doc_id=cause.get("_id"), rule=rule, tasks=len(result.ok),
+                  existing=len(result.conflicts), audit=len(records))
+        return len(result.ok)
+
+    def _audit_record(self, db: str, cause: Doc, rule: str, record: Doc) -> Doc:
+        kind = "cancellation" if record.get("type") == "task-cancellation" else str(record.get("type", rule))
+        return {
+            **record,
+            "_id": stable_id(kind, db, str(record.get("task")), str(cause.get("_id")), str(cause.get("_rev"))),
+            "kind": kind,
+            "db": db,
+            "docId": record.get("task"),
+            "rule": rule,
+            "cause": {"id": cause.get("_id"), "rev": cause.get("_rev"), "type": cause.get("type")},
+            "createdAt": now_iso(),
+        }
+
+    # ------------------------------------------------------------------------------------------ rules
+
+    def _on_plan(self, plan: Doc, lookup: CouchLookup, now: datetime) -> Outcome | None:
+        if plan.get("status") == "active":
+            progress = activation.start(self.couch, self.db, plan)
+            if progress is not None:
+                self._activations[plan["_id"]] = self._activation(plan, progress)
+        else:
+            self._activations.pop(plan["_id"], None)
+        return None
+
+    def _on_event(self, event: Doc, lookup: CouchLookup, now: datetime) -> Outcome:
+        return flows.on_event(event, lookup, now, paths=self.paths)
+
+    def _on_task(self, task: Doc, lookup: CouchLookup, now: datetime) -> Outcome:
+        return flows.on_task_change(task, lookup, now, paths=self.paths)
+
+    def _on_entity(self, doc: Doc, lookup: CouchLookup, now: datetime) -> Outcome:
+        """A structure or client registered (or edited), possibly offline before a plan was activated: every
+        active plan of its area evaluated for it."""
+        entity = str(doc.get("_id"))
+        if not lookup.any_active_plan():
+            return Outcome()
+        if doc.get("type") == "Feature":
+            if is_jurisdiction(doc):
+                return Outcome()
+            area = parent_id(doc)
+        else:
+            home = residence(doc)
+            structure = lookup.location(home) if home else None
+            area = parent_id(structure) if structure else None
+        outcome = Outcome()
+        if not area:
+            return outcome
+        for plan in lookup.active_plans_for(area):
+            job = self._activations.get(plan["_id"])
+            if job is not None and job.covers(area):
+                continue  # the plan's activation has yet to walk this area: it will evaluate the entity
+            evaluate_entity(plan, entity, lookup, now, paths=self.paths, outcome=outcome)
+        return outcome
+
+    def _on_archived(self, location: Doc, lookup: CouchLookup, now: datetime) -> Outcome:
+        """A location archived: its open tasks (and those of the families and members living there) are
+        cancelled, each one audited."""
+        outcome = Outcome()
+        entities = [location["_id"]]
+        families = lookup.families_at(location["_id"])
+        entities += [f["_id"] for f in families]
+        for members in lookup.members_of_many([f["_id"] for f in families]).values():
+            entities += [m["_id"] for m in members]
+        for tasks in lookup.tasks_for_many(entities).values():
+            for task in tasks:
+                if T.normalise_status(str(task.get("status") or "")) not in OPEN_STATUSES:
+                    continue
+                outcome.write(T.updated(task, {"status": T.CANCELLED, "businessStatus": "Not Eligible",
+                                               "statusReason": "Location archived"}, now))
+                outcome.audit.append({"type": "task-cancellation", "task": task["identifier"],
+                                      "taskPlan": task.get("planIdentifier"), "entity": task.get("for"),
+                                      "code": task.get("code"), "reason": "Location archived",
+                                      "location": location["_id"], "at": T.iso(now)})
+        return outcome
+
+    # ------------------------------------------------------------------------------------------ activation
+
+    def _activation(self, plan: Doc, progress: Doc) -> activation.Activation:
+        return activation.Activation(self.couch, self.db, plan, progress, self.paths, self.own_writes,
+                                     batch_size=max(100, self.settings.batch_size), shard=self.settings.shard,
+                                     audit_db=self.settings.dbs.audit, attempts=self.settings.change_attempts)
+
+    def _scan(self) -> None:
+        if self._scanned or self.couch.db_info(self.db) is None:
+            return
+        for plan, progress in activation.running(self.couch, self.db):
+            self._activations.setdefault(plan["_id"], self._activation(plan, progress))
+        self._scanned = True
+
+    def activation_chore(self) -> bool:
+        """Advance running activations by one batch; False when none is running."""
+        self._scan()
+        for plan_id, job in list(self._activations.items()):
+            if job.step():
+                return True
+            del self._activations[plan_id]
+        return False
+
+
+def _is_archived_location(doc: Doc) -> bool:
+    status = (doc.get("properties") or {}).get("status")
+    return doc.get("type") == "Feature" and isinstance(status, str) and status in ARCHIVED_STATUSES

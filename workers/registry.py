@@ -1,0 +1,50 @@
+"""The workers, in an explicit, ordered registry (CHT Sentinel's habit): a name, and how to build its handler
+and its chores. A bad configuration stops ``fieldsync work`` before anything runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from workers.conflicts.resolver import ConflictResolver
+from workers.couch import Couch
+from workers.errors import ConfigError
+from workers.follower import Handler
+from workers.runner import Chore
+from workers.settings import Settings
+
+
+@dataclass
+class Built:
+    handlers: list[Handler]
+    chores: list[Chore]
+
+
+def _plans(couch: Couch, settings: Settings) -> Built:
+    from workers.plans.worker import PlanWorker
+
+    worker = PlanWorker(couch, settings)
+    return Built([worker], [worker.activation_chore])
+
+
+def _conflicts(couch: Couch, settings: Settings) -> Built:
+    return Built([ConflictResolver(couch, settings)], [])
+
+
+WORKERS: dict[str, Callable[[Couch, Settings], Built]] = {
+    "plans": _plans,
+    "conflicts": _conflicts,
+}
+
+
+def build(names: list[str] | None, couch: Couch, settings: Settings) -> Built:
+    chosen = names or list(WORKERS)
+    unknown = [n for n in chosen if n not in WORKERS]
+    if unknown:
+        raise ConfigError(f"unknown worker {', '.join(unknown)}: choose from {', '.join(WORKERS)}")
+    built = Built([], [])
+    for name in chosen:
+        part = WORKERS[name](couch, settings)
+        built.handlers += part.handlers
+        built.chores += part.chores
+    return built

@@ -1,0 +1,74 @@
+"""What ``fieldsync status`` shows: each worker's position and lag per database, errors, parked documents."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from workers.couch import Couch
+from workers.registry import WORKERS, build
+from workers.settings import Settings
+
+
+@dataclass
+class FeedStatus:
+    worker: str
+    db: str
+    seq: Any
+    pending: int
+    processed: int
+    writes: int
+    parked: int
+    last_error: str | None
+    updated_at: str | None
+
+
+def feeds(couch: Couch, settings: Settings) -> list[FeedStatus]:
+    from workers.follower import Follower
+
+    handlers = build(list(WORKERS), couch, settings).handlers
+    rows: list[FeedStatus] = []
+    for db in sorted(couch.all_dbs()):
+        kind = settings.dbs.kind(db)
+        if kind is None:
+            continue
+        for handler in handlers:
+            if not handler.follows(kind):
+                continue
+            follower = Follower(couch, db, handler, settings.dbs.audit, shard=settings.shard)
+            cp = couch.get_local(db, follower.checkpoint_name) or {}
+            rows.append(FeedStatus(
+                worker=handler.name, db=db, seq=cp.get("seq", 0), pending=follower.pending(),
+                processed=int(cp.get("processed", 0)), writes=int(cp.get("writes", 0)),
+                parked=int(cp.get("parked", 0)), last_error=cp.get("lastError"), updated_at=cp.get("updatedAt"),
+            ))
+    return rows
+
+
+def audit_counts(couch: Couch, settings: Settings) -> dict[str, int]:
+    rows = couch.view(settings.dbs.audit, "audit", "by_kind", group_level=1)
+    return {str(row["key"][0]): int(row["value"]) for row in rows}
+
+
+def activations(couch: Couch, settings: Settings) -> list[dict[str, Any]]:
+    from workers.plans.activation import progress_of
+
+    out = []
+    for p in progress_of(couch, settings.dbs.main):
+        out.append({"plan": p.get("plan"), "state": p.get("state"), "done": p.get("jurisdictionsDone"),
+                    "total": p.get("jurisdictionsTotal"), "tasks": p.get("tasks"),
+                    "tasksWritten": p.get("tasksWritten"), "startedAt": p.get("startedAt"),
+                    "finishedAt": p.get("finishedAt")})
+    return out
+
+
+def collect(couch: Couch, settings: Settings) -> dict[str, Any]:
+    from summarizer.job import status as summarizer_status
+
+    return {
+        "server": settings.couch_url,
+        "feeds": [f.__dict__ for f in feeds(couch, settings)],
+        "activations": activations(couch, settings),
+        "interactions": summarizer_status(couch, settings),
+        "audit": audit_counts(couch, settings),
+    }
