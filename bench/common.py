@@ -22,13 +22,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from workers import embedded, provision  # noqa: E402
-from workers.couch import Couch, Doc  # noqa: E402
-from workers.evaluator.templates import new_plan_from_template  # noqa: E402
-from workers.registry import build  # noqa: E402
-from workers.runner import Runner, RunStats  # noqa: E402
-from workers.settings import Settings  # noqa: E402
-from workers.synthetic import AreaSize, operational_areas, uid  # noqa: E402
+from workers import embedded, provision
+from workers.couch import Couch, Doc
+from workers.evaluator.templates import new_plan_from_template
+from workers.registry import build
+from workers.runner import Runner, RunStats
+from workers.settings import Settings
+from workers.synthetic import AreaSize, operational_areas, uid
 
 CHUNK = 500  # documents per _bulk_docs, as Couch.save_many writes them
 
@@ -152,7 +152,7 @@ def rate(count: int, seconds: float) -> float:
 def percentile(values: list[float], fraction: float) -> float:
     """Nearest-rank percentile of ``values`` (not empty)."""
     ordered = sorted(values)
-    index = max(0, min(len(ordered) - 1, int(round(fraction * len(ordered) + 0.5)) - 1))
+    index = max(0, min(len(ordered) - 1, round(fraction * len(ordered) + 0.5) - 1))
     return ordered[index]
 
 

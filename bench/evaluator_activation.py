@@ -44,8 +44,8 @@ def generate(structures: int, seed: int) -> tuple[Doc, list[Doc], int]:
                  "properties": {"name": "District", "status": "Active", "geographicLevel": 2}})
     areas = [f"oa-{i:02d}" for i in range(AREAS)]
     for area in areas:
-        props = {"name": area, "parentId": district, "status": "Active", "geographicLevel": 3}
-        docs.append({"type": "Feature", "id": area, "jurisdiction": True, "properties": props})
+        docs.append({"type": "Feature", "id": area, "jurisdiction": True,
+                     "properties": {"name": area, "parentId": district, "status": "Active", "geographicLevel": 3}})
     residential: list[str] = []
     for i in range(structures):
         sid = f"s-{i:06d}"

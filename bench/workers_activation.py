@@ -28,7 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import (  # noqa: E402
+from bench.common import (
     activate,
     area_size,
     embedded_server,
@@ -41,7 +41,7 @@ from bench.common import (  # noqa: E402
     seed_areas,
     strip_rev,
 )
-from workers.plans import activation  # noqa: E402
+from workers.plans import activation
 
 SEED = "bench-activation"
 

@@ -429,10 +429,8 @@ class _Compiler:
     def c_InvocationExpression(self, node: dict[str, Any]) -> Fn:
         left = self.compile(node["children"][0])
         right = node["children"][1]
-        if right["type"] == "MemberInvocation":
-            step = _member(right["children"][0]["text"])
-        else:
-            step = self.compile(right)
+        member = right["type"] == "MemberInvocation"
+        step = _member(right["children"][0]["text"]) if member else self.compile(right)
 
         def invoke(focus: Collection, env: Env) -> Collection:
             return step(left(focus, env), env)
