@@ -159,3 +159,80 @@ def percentile(values: list[float], fraction: float) -> float:
 def fmt(value: Any) -> str:
     return f"{value:,.0f}" if isinstance(value, float) and value >= 100 else f"{value:,.2f}" \
         if isinstance(value, float) else f"{value:,}"
+
+
+# ------------------------------------------------------------------------------ added for the device and
+# conflict benchmarks (workers_devices.py, workers_conflicts.py)
+
+
+def write_leaves(couch: Couch, db: str, leaves: Iterable[Doc], chunk: int = CHUNK) -> int:
+    """Write revisions as they are (``_bulk_docs`` with ``new_edits: false``, as a replicator does): leaves
+    that carry their own ``_rev`` and ``_revisions``, e.g. two generation-1 revisions of one document, which
+    makes a conflict. Returns how many were written."""
+    written = 0
+    part: list[Doc] = []
+
+    def flush() -> int:
+        results = couch.bulk_docs(db, part, new_edits=False)
+        bad = [r for r in results if r.get("error")]
+        if bad:
+            raise RuntimeError(f"_bulk_docs new_edits=false refused {len(bad)} revisions, e.g. {bad[0]}")
+        return len(part)
+
+    for leaf in leaves:
+        part.append(leaf)
+        if len(part) >= chunk:
+            written += flush()
+            part = []
+    if part:
+        written += flush()
+    return written
+
+
+def count_conflicted(couch: Couch, db: str, page: int = 1000) -> tuple[int, int]:
+    """(documents, of which still with ``_conflicts``) of ``db``, design documents left out; in pages of
+    ``_all_docs?conflicts=true`` (bounded memory)."""
+    total = conflicted = 0
+    startkey: str | None = None
+    while True:
+        params: dict[str, Any] = {"limit": page + 1, "conflicts": True}
+        if startkey is not None:
+            params["startkey"] = startkey
+        rows = couch.all_docs(db, include_docs=True, **params)
+        for row in rows[:page]:
+            if str(row.get("id", "")).startswith("_design/"):
+                continue
+            total += 1
+            if (row.get("doc") or {}).get("_conflicts"):
+                conflicted += 1
+        if len(rows) <= page:
+            return total, conflicted
+        startkey = str(rows[page]["id"])
+
+
+def audit_count(couch: Couch, settings: Settings, kind: str) -> int:
+    """Audit records of one kind (``conflict``, ``parked``, ...), by the audit database's ``by_kind`` view."""
+    rows = couch.view(settings.dbs.audit, "audit", "by_kind", reduce=True, startkey=[kind],
+                      endkey=[kind, {}])
+    return int(rows[0]["value"]) if rows else 0
+
+
+def raw_round_trips(couch: Couch, db: str, count: int = 200) -> list[float]:
+    """Seconds of ``count`` sequential round trips of one small ``PUT`` then a ``GET`` of the same document:
+    the server's own write-then-read latency."""
+    out: list[float] = []
+    for i in range(count):
+        doc: Doc = {"_id": f"rtt-{i:06d}", "type": "bench", "n": i}
+        started = time.perf_counter()
+        couch.put(db, doc)
+        couch.get(db, doc["_id"])
+        out.append(time.perf_counter() - started)
+    return out
+
+
+def spread(values: list[float], scale: float = 1000.0) -> str:
+    """``p50 … p95 … max …`` of ``values`` times ``scale`` (milliseconds by default)."""
+    if not values:
+        return "no samples"
+    return (f"p50 {percentile(values, 0.50) * scale:8.1f}  p95 {percentile(values, 0.95) * scale:8.1f}  "
+            f"max {max(values) * scale:8.1f}")

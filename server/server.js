@@ -11,7 +11,29 @@
 var path = require('path');
 var fs = require('fs');
 var crypto = require('crypto');
+var Module = require('module');
 var express = require('express');
+
+// pouchdb-validation 4.2.0 overwrites the _revisions of every document it validates with the stored document's
+// (`newDoc._revisions = (oldDoc || {})._revisions`). A replicated update (_bulk_docs with new_edits:false) then
+// carries a revision history that does not lead to its own _rev, and PouchDB drops it without an error: any
+// database with a validate_doc_update silently lost every replicated edit of an existing document. Load the
+// module with that line fixed (keep the history the writer sent; fill it in only when there is none), before
+// express-pouchdb requires it.
+(function patchValidation() {
+  var from = path.dirname(require.resolve('express-pouchdb'));
+  var file = require.resolve('pouchdb-validation', { paths: [from] });
+  var broken = 'newDoc._revisions = (oldDoc || {})._revisions;';
+  var source = fs.readFileSync(file, 'utf8');
+  if (source.indexOf(broken) === -1) { return; }
+  var fixed = source.replace(broken, 'if (!newDoc._revisions) { newDoc._revisions = (oldDoc || {})._revisions; }');
+  var patched = new Module(file, module);
+  patched.filename = file;
+  patched.paths = Module._nodeModulePaths(path.dirname(file));
+  patched._compile(fixed, file);
+  patched.loaded = true;
+  require.cache[file] = patched;
+})();
 var expressPouchDB = require('express-pouchdb');
 var PouchDB = require('pouchdb-core')
   .plugin(require('pouchdb-adapter-http'))

@@ -357,6 +357,14 @@ class Couch:
                 docs.append(found)
         return docs
 
+    def revs_diff(self, db: str, leaves: dict[str, list[str]]) -> dict[str, list[str]]:
+        """The revisions of ``leaves`` (id -> revs) that ``db`` lacks, by id (the replication protocol)."""
+        if not leaves:
+            return {}
+        result = self.request("POST", db, "_revs_diff", body=leaves) or {}
+        return {str(doc_id): [str(r) for r in entry.get("missing", [])] for doc_id, entry in result.items()
+                if entry.get("missing")}
+
     def open_revs(self, db: str, doc_id: str, revs: Sequence[str] | None = None) -> list[Doc]:
         """Every leaf revision of a document (``open_revs=all``), or the given ones."""
         result = self.request(

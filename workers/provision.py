@@ -70,10 +70,18 @@ def ensure_db(couch: Couch, db: str, security: Doc, kind: str) -> Report:
     return report
 
 
+def same_security(current: Doc, wanted: Doc) -> bool:
+    return _normal_security(current) == _normal_security(wanted)
+
+
 def deploy_design_docs(couch: Couch, db: str, kind: str) -> Report:
     """Write the design documents of ``kind`` whose content changed; leave the others alone."""
+    return write_design_docs(couch, db, design_docs_for(kind))
+
+
+def write_design_docs(couch: Couch, db: str, wanted: list[Doc]) -> Report:
+    """Write the design documents among ``wanted`` whose content changed; leave the others alone."""
     report = Report()
-    wanted = design_docs_for(kind)
     if not wanted:
         return report
     current = couch.get_many(db, [d["_id"] for d in wanted])
@@ -114,8 +122,12 @@ def init(couch: Couch, settings: Settings) -> Report:
     # meta databases of existing users get design-document updates too
     for db in couch.all_dbs():
         kind = dbs.kind(db)
-        if kind in ("user-meta", "area"):
+        if kind == "user-meta":
             report.merge(deploy_design_docs(couch, db, kind))
+        elif kind == "area":
+            from workers.areas.assignments import area_design_docs
+
+            report.merge(write_design_docs(couch, db, area_design_docs(dbs.area_of(db) or "")))
     log_event(log, "init", created=len(report.created), secured=len(report.secured),
               design_docs=len(report.design_docs), documents=len(report.documents))
     return report

@@ -31,9 +31,16 @@ def _conflicts(couch: Couch, settings: Settings) -> Built:
     return Built([ConflictResolver(couch, settings)], [])
 
 
+def _sync(couch: Couch, settings: Settings) -> Built:
+    from workers.areas.sync import AreaSync
+
+    return Built([AreaSync(couch, settings)], [])
+
+
 WORKERS: dict[str, Callable[[Couch, Settings], Built]] = {
     "plans": _plans,
     "conflicts": _conflicts,
+    "sync": _sync,
 }
 
 

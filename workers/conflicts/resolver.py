@@ -81,7 +81,9 @@ class ConflictResolver:
         self.own_writes = OwnWrites()
 
     def follows(self, kind: str) -> bool:
-        return kind in ("main", "area", "user-meta", "users-meta", "audit")
+        # not the area databases: their conflicts are copies of the main database's, settled there once and
+        # copied back by the sync worker (settling them in two places would make new conflicts)
+        return kind in ("main", "user-meta", "users-meta", "audit")
 
     def process(self, db: str, changes: list[dict[str, Any]]) -> int:
         kind = self.settings.dbs.kind(db) or ""

@@ -1,0 +1,213 @@
+"""Which operational areas a document belongs to, and what a device may write into an area: pure functions.
+
+An operational area is a jurisdiction that structures hang under (a structure's ``properties.parentId``). A
+document belongs to:
+
+- a structure: its parent jurisdiction;
+- a family or member (Client): the area of the structure it lives at (``attributes.residence``; for a member
+  without one, its family's);
+- an event: its ``locationId`` (OpenSRP's jurisdiction of the event; a structure id there means that
+  structure's area), else the area of its ``baseEntityId``;
+- a task: its ``groupIdentifier`` (the jurisdiction the plan generated it for), else the area of its ``for``;
+- a jurisdiction: every known area whose chain of parents contains it (and itself, when it is an area);
+- a plan: every known area that one of its ``jurisdiction[].code`` covers (the area or one of its parents);
+- ``settings``: every known area (devices read the map styles; they cannot write it).
+
+Anything else (the ``assignments`` document, audit records...) belongs to no area and never leaves the main
+database. "Known" areas are the ones that have a database already: jurisdictions, plans and settings do not
+create one; a structure, a client, an event or a task does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+Doc = dict[str, Any]
+
+SETTINGS_ID = "settings"
+ASSIGNMENTS_ID = "assignments"
+MAX_DEPTH = 32
+
+# What a device may change on a task it syncs: its state, and who did it when. Everything else is the plan's.
+TASK_DEVICE_FIELDS = frozenset({"_rev", "_revisions", "status", "businessStatus", "lastModified", "owner", "note"})
+TASK_STATUSES = frozenset({"Draft", "Ready", "Cancelled", "In Progress", "Completed", "Failed", "Archived"})
+
+
+@dataclass(frozen=True)
+class Place:
+    """What routing needs of a location: its parent and whether it is a jurisdiction."""
+
+    id: str
+    parent: str | None
+    jurisdiction: bool
+
+
+@dataclass(frozen=True)
+class Resident:
+    """What routing needs of a client: where it lives and the families it belongs to."""
+
+    id: str
+    residence: str | None
+    families: tuple[str, ...]
+
+
+class Index(Protocol):
+    def place(self, location_id: str) -> Place | None: ...
+
+    def resident(self, client_id: str) -> Resident | None: ...
+
+
+def place_of(doc: Doc) -> Place | None:
+    if doc.get("type") != "Feature" or not doc.get("_id"):
+        return None
+    parent = (doc.get("properties") or {}).get("parentId")
+    return Place(str(doc["_id"]), parent if isinstance(parent, str) and parent else None,
+                 doc.get("jurisdiction") is True)
+
+
+def resident_of(doc: Doc) -> Resident | None:
+    if doc.get("type") != "Client" or not doc.get("_id"):
+        return None
+    home = (doc.get("attributes") or {}).get("residence")
+    families = tuple(f for f in (doc.get("relationships") or {}).get("family", []) if isinstance(f, str))
+    return Resident(str(doc["_id"]), home if isinstance(home, str) and home else None, families)
+
+
+def references(doc: Doc) -> set[str]:
+    """The ids routing ``doc`` may read through the index (to fetch them in one request per batch)."""
+    kind = doc.get("type")
+    refs: set[str] = set()
+    if kind == "Feature":
+        parent = (doc.get("properties") or {}).get("parentId")
+        if isinstance(parent, str):
+            refs.add(parent)
+    elif kind == "Client":
+        resident = resident_of(doc)
+        if resident:
+            refs.update(x for x in (resident.residence, *resident.families) if x)
+    elif kind == "Event":
+        refs.update(str(x) for x in (doc.get("locationId"), doc.get("baseEntityId")) if x)
+    elif kind == "Task":
+        refs.update(str(x) for x in (doc.get("groupIdentifier"), doc.get("for")) if x)
+    return refs
+
+
+def chain(area: str, index: Index) -> list[str]:
+    """The area and its parent jurisdictions, nearest first (cycles and runaway depth cut)."""
+    out: list[str] = []
+    current: str | None = area
+    while current and current not in out and len(out) < MAX_DEPTH:
+        out.append(current)
+        place = index.place(current)
+        current = place.parent if place else None
+    return out
+
+
+def _area_of_location(location_id: str, index: Index) -> str | None:
+    place = index.place(location_id)
+    if place is None:
+        return None
+    if place.jurisdiction:
+        return place.id
+    return place.parent
+
+
+def _area_of_entity(entity_id: str, index: Index, depth: int = 0) -> str | None:
+    """The area of a structure, a family or a member id."""
+    if depth > 3:
+        return None
+    place = index.place(entity_id)
+    if place is not None:
+        return _area_of_location(entity_id, index)
+    resident = index.resident(entity_id)
+    if resident is None:
+        return None
+    if resident.residence:
+        found = _area_of_location(resident.residence, index)
+        if found:
+            return found
+    for family in resident.families:
+        if family != entity_id:
+            found = _area_of_entity(family, index, depth + 1)
+            if found:
+                return found
+    return None
+
+
+def home_area(doc: Doc, index: Index) -> str | None:
+    """The one area an entity, event or task lives in (None for jurisdictions, plans, and the unknown)."""
+    kind = doc.get("type")
+    if kind == "Feature":
+        return None if doc.get("jurisdiction") is True else _parent(doc)
+    if kind == "Client":
+        resident = resident_of(doc)
+        if resident is None:
+            return None
+        if resident.residence:
+            found = _area_of_location(resident.residence, index)
+            if found:
+                return found
+        for family in resident.families:
+            if family != resident.id:
+                found = _area_of_entity(family, index)
+                if found:
+                    return found
+        return None
+    if kind == "Event":
+        location = doc.get("locationId")
+        if isinstance(location, str) and location:
+            found = _area_of_location(location, index)
+            if found:
+                return found
+        entity = doc.get("baseEntityId")
+        return _area_of_entity(entity, index) if isinstance(entity, str) and entity else None
+    if kind == "Task":
+        group = doc.get("groupIdentifier")
+        if isinstance(group, str) and group:
+            found = _area_of_location(group, index)
+            if found:
+                return found
+        entity = doc.get("for")
+        return _area_of_entity(entity, index) if isinstance(entity, str) and entity else None
+    return None
+
+
+def _parent(doc: Doc) -> str | None:
+    parent = (doc.get("properties") or {}).get("parentId")
+    return parent if isinstance(parent, str) and parent else None
+
+
+def plan_jurisdictions(plan: Doc) -> set[str]:
+    return {str(j.get("code")) for j in plan.get("jurisdiction") or [] if isinstance(j, dict) and j.get("code")}
+
+
+def plan_covers(plan: Doc, area_chain: Iterable[str]) -> bool:
+    return bool(plan_jurisdictions(plan) & set(area_chain))
+
+
+def areas_of(doc: Doc, index: Index, known: dict[str, list[str]]) -> set[str]:
+    """Every area ``doc`` goes to. ``known`` maps each area that has a database to its chain (area first)."""
+    doc_id = str(doc.get("_id", ""))
+    if doc_id == SETTINGS_ID:
+        return set(known)
+    kind = doc.get("type")
+    if kind == "Plan":
+        codes = plan_jurisdictions(doc)
+        return {area for area, parents in known.items() if codes & set(parents)}
+    if kind == "Feature" and doc.get("jurisdiction") is True:
+        return {area for area, parents in known.items() if doc_id in parents}
+    home = home_area(doc, index)
+    return {home} if home else set()
+
+
+def device_write_refusal(doc: Doc, area: str, index: Index) -> str | None:
+    """Why a document written into ``area``'s database by a device may not flow to the main database (the
+    relations the area's ``validate_doc_update`` cannot see), or None when it may."""
+    if doc.get("_deleted"):
+        return None
+    home = home_area(doc, index)
+    if home is not None and home != area:
+        return f"{doc.get('type')} {doc.get('_id')} belongs to operational area {home}, not {area}"
+    return None

@@ -1,0 +1,194 @@
+"""The sync worker: two-way replication between the main database and every operational-area database.
+
+- main -> area (following the main database): each changed document goes, with its revision history and every
+  leaf revision, to the area databases it belongs to (:func:`workers.areas.routing.areas_of`). A structure,
+  client, event or task of an area without a database creates it, with its ``_security`` from the assignments,
+  its validation function, its chain of parent jurisdictions, the plans covering it and ``settings``.
+- area -> main (following each area database): what devices wrote goes to the main database with its history,
+  after the checks the area's ``validate_doc_update`` cannot make (a family living in another area...):
+  a refused revision is parked in the audit database with the reason, never copied, never lost.
+- a change of the ``assignments`` document or of a plan rewrites the areas' ``_security``.
+
+Revisions keep their ids both ways (``_revs_diff`` + ``_bulk_get?revs=true`` + ``_bulk_docs new_edits:false``),
+so copying twice writes nothing, two offline edits meet as a conflict in the main database, and the conflict
+resolver's settlement (which runs on the main database only) flows back to every area and device.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from workers.areas import assignments
+from workers.areas.index import MainIndex
+from workers.areas.replicate import copy_revisions
+from workers.areas.routing import ASSIGNMENTS_ID, SETTINGS_ID, areas_of, chain, device_write_refusal, plan_covers
+from workers.audit import now_iso, stable_id, write_many_once
+from workers.couch import Couch, Doc
+from workers.follower import OwnWrites
+from workers.logs import log_event
+from workers.settings import Settings
+
+log = logging.getLogger("fieldsync.sync")
+
+REFRESH_EVERY = 5.0  # seconds between two looks at which area databases exist
+
+
+class AreaSync:
+    name = "sync"
+    conflicts = False
+
+    def __init__(self, couch: Couch, settings: Settings) -> None:
+        self.couch = couch
+        self.settings = settings
+        self.own_writes = OwnWrites()
+        self.index = MainIndex(couch, settings.dbs.main)
+        self._known: dict[str, list[str]] = {}
+        self._refreshed = 0.0
+
+    def follows(self, kind: str) -> bool:
+        return kind in ("main", "area")
+
+    def process(self, db: str, changes: list[dict[str, Any]]) -> int:
+        self.refresh()
+        if db == self.settings.dbs.main:
+            return self._downstream(changes)
+        area = self.settings.dbs.area_of(db)
+        return self._upstream(area, db, changes) if area is not None else 0
+
+    # --------------------------------------------------------------------------------------- areas
+
+    def known(self) -> dict[str, list[str]]:
+        self.refresh()
+        return self._known
+
+    def refresh(self, force: bool = False) -> None:
+        """Look at which area databases exist; one that appeared (e.g. made by ``fieldsync assign``) gets its
+        jurisdictions, plans and settings."""
+        if not force and time.monotonic() - self._refreshed < REFRESH_EVERY:
+            return
+        self._refreshed = time.monotonic()
+        for area in assignments.known_areas(self.couch, self.settings):
+            if area not in self._known:
+                self._known[area] = chain(area, self.index)
+                self._bootstrap(area)
+
+    def _open_area(self, area: str) -> None:
+        """A new area: its database (security from the assignments), then what every area holds."""
+        parents = chain(area, self.index)
+        current, _ = assignments.load(self.couch, self.settings)
+        plans = assignments.all_plans(self.couch, self.settings)
+        security = assignments.security_for(area, parents, current, plans)
+        if assignments.ensure_area(self.couch, self.settings, area, security):
+            log_event(log, "area created", area=area, db=self.settings.dbs.area(area))
+        self._known[area] = parents
+        self._bootstrap(area, plans)
+
+    def _bootstrap(self, area: str, plans: list[Doc] | None = None) -> int:
+        parents = self._known[area]
+        plans = plans if plans is not None else assignments.all_plans(self.couch, self.settings)
+        ids = [*parents, SETTINGS_ID, *(str(p["_id"]) for p in plans if plan_covers(p, parents))]
+        leaves = {}
+        for row in self.couch.all_docs(self.settings.dbs.main, ids, include_docs=False):
+            value = row.get("value") or {}
+            if row.get("id") and value.get("rev") and not value.get("deleted"):
+                leaves[str(row["id"])] = [str(value["rev"])]
+        copied = copy_revisions(self.couch, self.settings.dbs.main, self.settings.dbs.area(area), leaves)
+        self._own(copied.written)
+        return copied.count
+
+    # --------------------------------------------------------------------------------------- main -> area
+
+    def _downstream(self, changes: list[dict[str, Any]]) -> int:
+        bodies: list[tuple[dict[str, Any], Doc]] = []
+        for change in changes:
+            doc = change.get("doc") or {}
+            bodies.append((change, self._previous_body(doc) if doc.get("_deleted") else doc))
+        live = [body for _, body in bodies if body]
+        for body in live:
+            self.index.forget(str(body.get("_id")))
+        self.index.learn(live)
+        self.index.prefetch(live)
+        by_area: dict[str, dict[str, list[str]]] = {}
+        security_dirty = False
+        for change, body in bodies:
+            doc_id = str(change.get("id"))
+            if doc_id == ASSIGNMENTS_ID or body.get("type") == "Plan":
+                security_dirty = True
+            if not body:
+                continue
+            areas = areas_of(body, self.index, self._known)
+            for area in sorted(areas - set(self._known)):
+                self._open_area(area)
+            if body.get("type") == "Plan":  # a plan reaches areas created above too
+                areas = areas_of(body, self.index, self._known)
+            leaves = [str(r["rev"]) for r in change.get("changes", []) if r.get("rev")]
+            for area in areas:
+                by_area.setdefault(area, {})[doc_id] = leaves
+        written = 0
+        for area, leaves_of in sorted(by_area.items()):
+            started = time.perf_counter()
+            copied = copy_revisions(self.couch, self.settings.dbs.main, self.settings.dbs.area(area), leaves_of)
+            self._own(copied.written)
+            written += copied.count
+            if copied.count:
+                log_event(log, "sync batch", direction="main->area", area=area, docs=len(leaves_of),
+                          revisions=copied.count, ms=round((time.perf_counter() - started) * 1000, 1))
+        if security_dirty:
+            changed = assignments.apply_security(self.couch, self.settings, self.index, sorted(self._known))
+            if changed:
+                log_event(log, "area security refreshed", areas=",".join(changed))
+        return written
+
+    def _previous_body(self, tombstone: Doc) -> Doc:
+        """The last body of a deleted document (which areas held it), while the server still has it."""
+        doc_id = str(tombstone.get("_id"))
+        full = self.couch.get(self.settings.dbs.main, doc_id, rev=tombstone.get("_rev"), revs=True) or {}
+        history = full.get("_revisions") or {}
+        ids, start = history.get("ids") or [], int(history.get("start") or 0)
+        if len(ids) < 2:
+            return {}
+        previous = self.couch.get(self.settings.dbs.main, doc_id, rev=f"{start - 1}-{ids[1]}") or {}
+        return {**previous, "_deleted": True} if previous else {}
+
+    def _own(self, docs: list[Doc]) -> None:
+        for doc in docs:
+            self.own_writes.add(str(doc["_id"]), str(doc["_rev"]))
+
+    # --------------------------------------------------------------------------------------- area -> main
+
+    def _upstream(self, area: str, db: str, changes: list[dict[str, Any]]) -> int:
+        started = time.perf_counter()
+        docs = [c["doc"] for c in changes if c.get("doc") and not c["doc"].get("_deleted")]
+        self.index.learn(docs)
+        self.index.prefetch(docs)
+        leaves = {str(c["id"]): [str(r["rev"]) for r in c.get("changes", []) if r.get("rev")] for c in changes}
+        copied = copy_revisions(self.couch, db, self.settings.dbs.main, leaves,
+                                refuse=lambda doc: device_write_refusal(doc, area, self.index))
+        if copied.refused:
+            records = [_refused_record(db, doc, reason) for doc, reason in copied.refused]
+            write_many_once(self.couch, self.settings.dbs.audit, records)
+            for doc, reason in copied.refused:
+                log_event(log, "refused", logging.WARNING, area=area, db=db, doc_id=doc.get("_id"),
+                          rev=doc.get("_rev"), reason=reason)
+        if copied.count or copied.refused:
+            log_event(log, "sync batch", direction="area->main", area=area, docs=len(leaves),
+                      revisions=copied.count, refused=len(copied.refused),
+                      ms=round((time.perf_counter() - started) * 1000, 1))
+        return copied.count
+
+
+def _refused_record(db: str, doc: Doc, reason: str) -> Doc:
+    body = {k: v for k, v in doc.items() if k != "_revisions"}
+    return {
+        "_id": stable_id("refused", db, str(doc.get("_id")), str(doc.get("_rev"))),
+        "kind": "refused",
+        "worker": "sync",
+        "db": db,
+        "docId": doc.get("_id"),
+        "rev": doc.get("_rev"),
+        "error": reason,
+        "doc": body,
+        "createdAt": now_iso(),
+    }
