@@ -76,7 +76,7 @@ ATTEMPT = ("task:open", "task:form_open", "task:form_save", "task:complete", "ta
 def _endpoint(path: tuple[str, ...]) -> str:
     if not path or not path[0]:
         return "/"
-    for part in path[1:]:
+    for part in path if path[0].startswith("_") and len(path) == 1 else path[1:]:
         if part.startswith("_design/"):
             return "_view"
         if part.startswith("_local/"):

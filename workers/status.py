@@ -62,12 +62,31 @@ def activations(couch: Couch, settings: Settings) -> list[dict[str, Any]]:
     return out
 
 
+def areas(couch: Couch, settings: Settings, rows: list[FeedStatus]) -> list[dict[str, Any]]:
+    """Each area database: its size, who syncs it, and the sync lag both ways (changes not yet copied)."""
+    from workers.areas.assignments import known_areas
+
+    lag = {f.db: f.pending for f in rows if f.worker == "sync"}
+    to_areas = lag.get(settings.dbs.main, 0)
+    out = []
+    for area in known_areas(couch, settings):
+        db = settings.dbs.area(area)
+        members = couch.get_security(db).get("members") or {}
+        out.append({"area": area, "db": db, "docs": int((couch.db_info(db) or {}).get("doc_count", 0)),
+                    "users": members.get("names") or [], "teams": [r for r in members.get("roles") or []
+                                                                   if r != "_admin"],
+                    "pendingToMain": lag.get(db, 0), "pendingFromMain": to_areas})
+    return out
+
+
 def collect(couch: Couch, settings: Settings) -> dict[str, Any]:
     from summarizer.job import status as summarizer_status
 
+    feed_rows = feeds(couch, settings)
     return {
         "server": settings.couch_url,
-        "feeds": [f.__dict__ for f in feeds(couch, settings)],
+        "feeds": [f.__dict__ for f in feed_rows],
+        "areas": areas(couch, settings, feed_rows),
         "activations": activations(couch, settings),
         "interactions": summarizer_status(couch, settings),
         "audit": audit_counts(couch, settings),

@@ -6,6 +6,7 @@ conflicts) run until idle between the steps, as ``fieldsync work`` would.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -143,7 +144,9 @@ def test_a_structure_registered_on_a_device_comes_back_with_its_task(
     assert couch.get(s.dbs.main, "s-new") is not None and couch.get(s.dbs.main, "ev-new") is not None
 
 
-def test_the_door_refuses_what_a_device_may_not_write(couch: Couch, world: tuple[Settings, Doc], tmp_path: Path) -> None:
+def test_the_door_refuses_what_a_device_may_not_write(
+    couch: Couch, world: tuple[Settings, Doc], tmp_path: Path
+) -> None:
     s, plan = world
     _assign(couch, s, "ana", NORTH)
     url = _url(s, "ana", s.dbs.area(NORTH))
@@ -234,6 +237,14 @@ def test_unassigned_user_stops_syncing_and_loses_nothing(
     assert couch.get(s.dbs.main, "ev-before") is not None  # synced before: on the server
     assert couch.get(s.dbs.main, "ev-after") is None
     assert couch.get_security(s.dbs.area(NORTH))["members"]["roles"] == ["_admin"]
+    status = subprocess.run([sys.executable, "-m", "workers.cli", "status", "--json"], env=cli_env,
+                            capture_output=True, text=True, check=False)
+    assert status.returncode == 0, status.stderr
+    areas = {a["area"]: a for a in json.loads(status.stdout)["areas"]}
+    assert set(areas) == {NORTH, SOUTH}
+    north = areas[NORTH]
+    assert north["users"] == [] and north["pendingToMain"] == 0 and north["pendingFromMain"] == 0
+    assert north["docs"] == len(couch.all_docs(s.dbs.area(NORTH), include_docs=False))
 
 
 def test_a_team_assigned_to_a_plan_gets_its_areas(couch: Couch, world: tuple[Settings, Doc], tmp_path: Path) -> None:
