@@ -6,14 +6,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from workers.commands import areas, data, interactions, ops, setup
+from workers.commands import areas, data, demo, interactions, ops, setup
 from workers.commands.common import Handler
 from workers.errors import FieldsyncError
 from workers.logs import configure
 from workers.settings import Settings
 
 # The command groups, in the order --help lists them.
-COMMAND_GROUPS = (setup, data, areas, ops, interactions)
+COMMAND_GROUPS = (setup, demo, data, areas, ops, interactions)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -80,6 +80,11 @@ def test_shared_documents_go_to_every_area_they_concern() -> None:
     assert areas_of({**plan, "jurisdiction": [{"code": "country"}]}, INDEX, KNOWN) == {"north", "south"}
     assert areas_of({"_id": "settings", "type": "settings"}, INDEX, KNOWN) == {"north", "south"}
     assert areas_of({"_id": "assignments", "type": "Assignments", "users": {}}, INDEX, KNOWN) == set()
+    # a jurisdiction's own task goes to the known areas under it, and never names a new one
+    bcc = {"_id": "t", "type": "Task", "groupIdentifier": "district", "for": "district"}
+    assert areas_of(bcc, INDEX, KNOWN) == {"north", "south"}
+    assert areas_of({**bcc, "groupIdentifier": "north", "for": "north"}, INDEX, KNOWN) == {"north"}
+    assert areas_of({**bcc, "groupIdentifier": "north", "for": "north"}, INDEX, {}) == set()
     # an entity of an area without a database yet still names it (the worker creates the database)
     assert areas_of(_s("s-east", "east"), INDEX, KNOWN) == {"east"}
 

@@ -9,6 +9,8 @@ document belongs to:
 - an event: its ``locationId`` (OpenSRP's jurisdiction of the event; a structure id there means that
   structure's area), else the area of its ``baseEntityId``;
 - a task: its ``groupIdentifier`` (the jurisdiction the plan generated it for), else the area of its ``for``;
+  a task or event of a jurisdiction itself (``for``/``baseEntityId`` a jurisdiction, e.g. a BCC task) goes to
+  the known areas at or under that jurisdiction and never creates one;
 - a jurisdiction: every known area whose chain of parents contains it (and itself, when it is an area);
 - a plan: every known area that one of its ``jurisdiction[].code`` covers (the area or one of its parents);
 - ``settings``: every known area (devices read the map styles; they cannot write it).
@@ -199,7 +201,21 @@ def areas_of(doc: Doc, index: Index, known: dict[str, list[str]]) -> set[str]:
     if kind == "Feature" and doc.get("jurisdiction") is True:
         return {area for area, parents in known.items() if doc_id in parents}
     home = home_area(doc, index)
-    return {home} if home else set()
+    if home is None:
+        return set()
+    if kind in ("Task", "Event") and _at_jurisdiction(doc, index):
+        # a jurisdiction's own task or event (a BCC task, a case event): the known areas at or under it
+        return {area for area, parents in known.items() if home in parents}
+    return {home}
+
+
+def _at_jurisdiction(doc: Doc, index: Index) -> bool:
+    """A task or event attached to a jurisdiction itself rather than to a structure, family or member."""
+    target = doc.get("for") if doc.get("type") == "Task" else doc.get("baseEntityId")
+    if not isinstance(target, str) or not target:
+        return False
+    place = index.place(target)
+    return place is not None and place.jurisdiction
 
 
 def device_write_refusal(doc: Doc, area: str, index: Index) -> str | None:

@@ -113,9 +113,11 @@ class Overlay:
     def tasks_for(self, entity_id: str) -> list[Doc]:
         found = self.base.tasks_for(entity_id)
         pending = self.outcome.pending_for(entity_id)
-        if not pending and not self.outcome.task_writes:
-            return found
+        if not found:
+            return pending
         writes = self.outcome.task_writes
+        if not writes:
+            return found
         out = [writes.get(t["identifier"], t) for t in found]
         known = {t["identifier"] for t in found}
         out.extend(t for t in pending if t["identifier"] not in known)
@@ -134,6 +136,64 @@ class Subject:
     entity_id: str
     resource: Doc
     doc: Doc
+
+
+@dataclass(frozen=True)
+class _Condition:
+    """A condition as evaluation reads it: ``reference`` lower-cased (None when absent), ``concept`` the
+    subject concept's text and ``key`` its resource type."""
+
+    expression: str
+    reference: str | None
+    concept: str | None
+    key: str
+
+
+class _ActionTable:
+    """What evaluating one action of a plan reads of the models, extracted once per evaluator (the hot loops
+    never touch a pydantic model)."""
+
+    __slots__ = ("action", "conditions", "creating_changes", "is_update", "kind", "label", "new_task",
+                 "on_activation", "on_periodic")
+
+    def __init__(self, plan: Plan, action: Action, now: datetime, owner: str) -> None:
+        self.action = action
+        self.kind = resource_type(action.subject)
+        self.label = f"{action.identifier}/{action.code}"
+        self.is_update = action.is_update
+        self.on_activation = any(t.name == PLAN_ACTIVATION for t in action.trigger)
+        self.on_periodic = any(t.type == PERIODIC for t in action.trigger)
+        conditions: list[_Condition] = []
+        for condition in action.condition:
+            expression = condition.expression
+            if expression is None or not expression.expression:
+                continue
+            reference = expression.reference.strip().lower() if expression.reference else None
+            concept = expression.subjectCodableConcept.text if expression.subjectCodableConcept else None
+            conditions.append(_Condition(expression.expression, reference, concept or None,
+                                         resource_type(concept) or ""))
+        self.conditions = tuple(conditions)
+        self.new_task = T.NewTasks(action, plan.identifier, now, owner)
+        # a create's dynamic values, when they evaluate nothing: the same for every entity
+        self.creating_changes: dict[str, Any] | None = None
+        if not T.evaluates_on_create(action):
+            self.creating_changes = T.dynamic_changes(action, None, {}, now.date(), creating=True)
+
+
+# kinds of subjects read from the jurisdiction's scope only (the same for every action of an evaluation)
+_SCOPE_KINDS = {JURISDICTION, LOCATION, FAMILY, PERSON}
+
+
+class _Pass:
+    """Per ``evaluate`` call: subjects by kind, families preloaded per structure, condition targets with
+    their related resources contained (shared by the actions of the call)."""
+
+    __slots__ = ("contained", "preloaded", "subjects")
+
+    def __init__(self) -> None:
+        self.subjects: dict[str, list[Subject]] = {}
+        self.preloaded: dict[str, dict[str, list[Doc]] | None] = {}
+        self.contained: dict[tuple[str, str], Doc] = {}
 
 
 # --- the evaluator ----------------------------------------------------------------------------------------
@@ -162,6 +222,14 @@ class Evaluator:
         self.record = record
         self._fhir_cache: dict[str, Doc] = {}
         self._reevaluating: set[str] = set()
+        self._tables: dict[int, tuple[Plan, list[_ActionTable]]] = {}
+
+    def _table(self, plan: Plan) -> list[_ActionTable]:
+        found = self._tables.get(id(plan))
+        if found is None or found[0] is not plan:
+            found = (plan, [_ActionTable(plan, a, self.now, self.owner) for a in plan.action])
+            self._tables[id(plan)] = found
+        return found[1]
 
     # triggers ---------------------------------------------------------------------------------------------
 
@@ -302,39 +370,48 @@ class Evaluator:
             found = self.base.events_for(subject.entity_id)
         return [self._fhir(d) for d in found]
 
-    def conditions_hold(
-        self,
-        action: Action,
-        subject: Subject,
-        target: Doc,
-        plan: Plan,
-        trigger: str,
-        preloaded: dict[str, list[Doc]] | None = None,
-    ) -> bool:
-        for condition in action.condition:
-            expression = condition.expression
-            if expression is None or not expression.expression:
-                continue
-            if expression.reference and expression.reference.strip().lower() != trigger:
+    def conditions_hold(self, table: _ActionTable, subject: Subject, target: Doc, plan: Plan, trigger: str,
+                        where: Scope | None, state: _Pass) -> bool:
+        """The action's conditions, AND-ed (OpenSRP's ConditionHelper), each decision recorded if asked."""
+        record = self.record
+        for condition in table.conditions:
+            if condition.reference is not None and condition.reference != trigger:
                 continue
             evaluated = target
-            concept = expression.subjectCodableConcept.text if expression.subjectCodableConcept else None
-            if concept and target.get("resourceType") != "QuestionnaireResponse":
-                key = resource_type(concept) or ""
-                if preloaded is not None and key in preloaded:
-                    related = preloaded[key]
-                else:
-                    related = self.condition_subjects(concept, subject, plan)
-                if related:
-                    evaluated = dict(target)
-                    evaluated["contained"] = related
+            if condition.concept and target.get("resourceType") != "QuestionnaireResponse":
+                evaluated = self._with_related(condition, subject, target, plan, where, state)
             self.outcome.condition_evaluations += 1
-            holds = self.paths.boolean(expression.expression, evaluated, self.today)
-            if self.record is not None:
-                self.record.append((subject.entity_id, f"{action.identifier}/{action.code}", holds))
+            holds = self.paths.boolean(condition.expression, evaluated, self.today)
+            if record is not None:
+                record.append((subject.entity_id, table.label, holds))
             if not holds:
                 return False
         return True
+
+    def _with_related(self, condition: _Condition, subject: Subject, target: Doc, plan: Plan,
+                      where: Scope | None, state: _Pass) -> Doc:
+        """The target with the condition's related resources in ``contained`` (the target itself if none).
+        Preloaded relations (the scope's families at a structure) are built once per subject and kind."""
+        key = condition.key
+        preloaded = self._preload(subject, where, state)
+        if preloaded is not None and key in preloaded:
+            cache_key = (subject.entity_id, key)
+            found = state.contained.get(cache_key)
+            if found is not None and found.get("id") == target.get("id"):
+                return found
+            related = preloaded[key]
+            if not related:
+                return target
+            evaluated = dict(target)
+            evaluated["contained"] = related
+            state.contained[cache_key] = evaluated
+            return evaluated
+        related = self.condition_subjects(condition.concept, subject, plan)
+        if not related:
+            return target
+        evaluated = dict(target)
+        evaluated["contained"] = related
+        return evaluated
 
     # tasks ------------------------------------------------------------------------------------------------
 
@@ -350,13 +427,17 @@ class Evaluator:
                 return True
         return False
 
-    def create(self, action: Action, plan: Plan, jurisdiction_id: str, subject: Subject, target: Doc) -> None:
-        identifier = T.task_id(plan.identifier, T.action_key(action), subject.entity_id)
-        if self._exists(action, plan, jurisdiction_id, subject.entity_id, identifier):
+    def create(self, table: _ActionTable, plan: Plan, jurisdiction_id: str, subject: Subject) -> None:
+        entity = subject.entity_id
+        identifier = table.new_task.ids(entity)
+        action = table.action
+        if self._exists(action, plan, jurisdiction_id, entity, identifier):
             return
-        task = T.new_task(action=action, plan_id=plan.identifier, jurisdiction_id=jurisdiction_id,
-                          entity_id=subject.entity_id, now=self.now, owner=self.owner, identifier=identifier)
-        task.update(T.dynamic_changes(action, self.paths.string, subject.resource, self.today, creating=True))
+        task = table.new_task(identifier, jurisdiction_id, entity)
+        if table.creating_changes is not None:
+            task.update(table.creating_changes)
+        else:
+            task.update(T.dynamic_changes(action, self.paths.string, subject.resource, self.today, creating=True))
         if task.get("businessStatus") is None:
             task["businessStatus"] = T.NOT_VISITED
         self.outcome.write(task)
@@ -408,37 +489,60 @@ class Evaluator:
         """OpenSRP's evaluatePlan(plan, trigger, jurisdiction, questionnaireResponse)."""
         self.outcome.evaluated.append((plan.identifier, trigger, jurisdiction_id))
         qr = event_to_questionnaire_response(event) if event is not None else None
-        for action in plan.action:
-            if not self.triggered(action, trigger, qr):
+        state = _Pass()
+        here: Scope | None = where
+        for table in self._table(plan):
+            action = table.action
+            if trigger == PLAN_ACTIVATION:
+                if not table.on_activation:
+                    continue
+            elif trigger == PERIODIC:
+                if not table.on_periodic:
+                    continue
+            elif not self.triggered(action, trigger, qr):
                 continue
             if event is not None:
                 subjects = self.subjects_for_event(action, plan, event, jurisdiction_id)
             else:
-                here = where or scope(self.base.location(jurisdiction_id)
-                                      or {"id": jurisdiction_id, "properties": {}}, self.base)
-                subjects = self.subjects_in(action, plan, here)
+                if here is None:
+                    here = scope(self.base.location(jurisdiction_id)
+                                 or {"id": jurisdiction_id, "properties": {}}, self.base)
+                subjects = self._scope_subjects(table, plan, here, state)
             for subject in subjects:
                 if qr is not None:
                     target = dict(qr)
                     target["contained"] = [subject.resource]
                 else:
                     target = subject.resource
-                preloaded = self._preload(action, subject, where)
-                if not self.conditions_hold(action, subject, target, plan, trigger, preloaded):
+                if not self.conditions_hold(table, subject, target, plan, trigger, where, state):
                     continue
-                if action.is_update:
+                if table.is_update:
                     self.update(action, plan, subject, target, qr, event, jurisdiction_id)
                 else:
-                    self.create(action, plan, jurisdiction_id, subject, target)
+                    self.create(table, plan, jurisdiction_id, subject)
 
-    def _preload(self, action: Action, subject: Subject, where: Scope | None) -> dict[str, list[Doc]] | None:
+    def _scope_subjects(self, table: _ActionTable, plan: Plan, here: Scope, state: _Pass) -> list[Subject]:
+        """An action's subjects in a scope; those read from the scope only are built once per pass."""
+        kind = table.kind
+        if kind is None or kind not in _SCOPE_KINDS:
+            return self.subjects_in(table.action, plan, here)
+        found = state.subjects.get(kind)
+        if found is None:
+            found = self.subjects_in(table.action, plan, here)
+            state.subjects[kind] = found
+        return found
+
+    def _preload(self, subject: Subject, where: Scope | None, state: _Pass) -> dict[str, list[Doc]] | None:
         """Families at a structure come from the jurisdiction's prefetched scope during activation."""
         if where is None or subject.doc.get("type") != "Feature":
             return None
-        families = where.families_at.get(subject.entity_id)
-        if families is None:
-            return None
-        return {FAMILY: [self._fhir(f) for f in families]}
+        entity = subject.entity_id
+        if entity in state.preloaded:
+            return state.preloaded[entity]
+        families = where.families_at.get(entity)
+        found = None if families is None else {FAMILY: [self._fhir(f) for f in families]}
+        state.preloaded[entity] = found
+        return found
 
 
 # --- public API -------------------------------------------------------------------------------------------

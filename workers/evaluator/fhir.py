@@ -78,14 +78,19 @@ def location_to_fhir(doc: Doc, tz: tzinfo = UTC) -> Doc:
     return out
 
 
+def _named(value: Any) -> bool:
+    """A name part OpenSRP keeps: present, and not blank text."""
+    return bool(value) and not (isinstance(value, str) and not value.strip())
+
+
 def client_to_patient(doc: Doc) -> Doc:
     """An OpenSRP Client (family or person) as a FHIR Patient."""
+    get = doc.get
     out: Doc = {"resourceType": "Patient", "id": doc["baseEntityId"]}
-    identifiers: list[Doc] = []
-    found = doc.get("identifiers")
-    if found:
-        identifiers.extend({"system": key, "value": str(value)} for key, value in found.items())
-    found = doc.get("relationships")
+    identifiers: list[Doc]
+    found = get("identifiers")
+    identifiers = [{"system": key, "value": str(value)} for key, value in found.items()] if found else []
+    found = get("relationships")
     if found:
         for relation, ids in found.items():
             identifiers.append({
@@ -97,29 +102,27 @@ def client_to_patient(doc: Doc) -> Doc:
                     "text": relation,
                 }
             })
-    found = doc.get("attributes")
+    found = get("attributes")
     if found:
-        identifiers.extend(
-            {"id": key, "type": {"coding": [{"code": "attribute"}]}, "value": str(value)}
-            for key, value in found.items()
-        )
+        for key, value in found.items():
+            identifiers.append({"id": key, "type": {"coding": [{"code": "attribute"}]}, "value": str(value)})
     if identifiers:
         out["identifier"] = identifiers
-    first, middle, family = doc.get("firstName"), doc.get("middleName"), doc.get("lastName")
-    given = [n for n in (first, middle) if n and not (isinstance(n, str) and not n.strip())]
-    has_family = bool(family) and not (isinstance(family, str) and not family.strip())
-    parts = [*given, family] if has_family else given
-    if parts:
-        name: Doc = {"text": " ".join(str(p) for p in parts)}
+    first, middle, family = get("firstName"), get("middleName"), get("lastName")
+    given = [n for n in (first, middle) if _named(n)] if (first or middle) else []
+    has_family = _named(family)
+    if given or has_family:
+        parts = [*given, family] if has_family else given
+        name: Doc = {"text": " ".join(map(str, parts))}
         if has_family:
             name["family"] = family
         if given:
             name["given"] = given
         out["name"] = [name]
-    gender = doc.get("gender")
+    gender = get("gender")
     if isinstance(gender, str):
         out["gender"] = gender.lower()
-    birthdate = doc.get("birthdate")
+    birthdate = get("birthdate")
     if isinstance(birthdate, str) and len(birthdate) >= 10:
         out["birthDate"] = birthdate[:10]
     return out

@@ -53,6 +53,25 @@ def task_id(plan_id: str, action_key: str, entity_id: str) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+_VARIANT = {c: "89ab"[int(c, 16) & 0x3] for c in "0123456789abcdef"}
+
+
+class TaskIds:
+    """``task_id(plan_id, action_key, entity_id)`` for one (plan, action), many entities: the SHA-1 of the
+    common prefix is computed once and copied per entity (same identifiers as :func:`task_id`)."""
+
+    __slots__ = ("_base",)
+
+    def __init__(self, plan_id: str, action_key: str) -> None:
+        self._base = hashlib.sha1(_NAMESPACE_BYTES + f"{plan_id}\x1f{action_key}\x1f".encode())
+
+    def __call__(self, entity_id: str) -> str:
+        digest = self._base.copy()
+        digest.update(entity_id.encode())
+        h = digest.hexdigest()
+        return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
+
+
 def action_key(action: Action) -> str:
     """Action identifiers are not always unique within a plan (EUSM reuses one): the code disambiguates."""
     return f"{action.identifier}\x1e{action.code or ''}"
@@ -101,6 +120,51 @@ def new_task(
     return task
 
 
+class NewTasks:
+    """:func:`new_task` (without dynamic values) for one action of one plan at one time, for many entities:
+    the identifier hash prefix, the time stamp and the action's fields are computed once."""
+
+    __slots__ = ("code", "description", "focus", "ids", "owner", "period", "plan_id", "stamp")
+
+    def __init__(self, action: Action, plan_id: str, now: datetime, owner: str) -> None:
+        self.ids = TaskIds(plan_id, action_key(action))
+        self.plan_id = plan_id
+        self.stamp = iso(now)
+        self.owner = owner
+        self.code = action.code
+        self.description = action.description
+        self.focus = action.identifier
+        self.period: Doc | None = None
+        if action.timingPeriod is not None:
+            self.period = {
+                k: v for k, v in (("start", action.timingPeriod.start), ("end", action.timingPeriod.end)) if v
+            }
+
+    def __call__(self, identifier: str, jurisdiction_id: str, entity_id: str) -> Doc:
+        stamp, owner = self.stamp, self.owner
+        task: Doc = {
+            "_id": identifier,
+            "type": "Task",
+            "identifier": identifier,
+            "planIdentifier": self.plan_id,
+            "groupIdentifier": jurisdiction_id,
+            "status": READY,
+            "businessStatus": None,
+            "priority": "routine",
+            "code": self.code,
+            "description": self.description,
+            "focus": self.focus,
+            "for": entity_id,
+            "authoredOn": stamp,
+            "lastModified": stamp,
+            "owner": owner,
+            "requester": owner,
+        }
+        if self.period is not None:
+            task["executionPeriod"] = dict(self.period)
+        return task
+
+
 def completed_task(
     *,
     plan_id: str,
@@ -143,6 +207,18 @@ def updated(task: Doc, changes: dict[str, Any], now: datetime) -> Doc:
     out.setdefault("type", "Task")
     out.setdefault("_id", out["identifier"])
     return out
+
+
+def evaluates_on_create(action: Action) -> bool:
+    """Whether :func:`dynamic_changes` with ``creating=True`` evaluates an expression for this action (if
+    not, its result is the same for every entity)."""
+    for dynamic in action.dynamicValue:
+        expression = dynamic.expression
+        if expression is None or expression.expression is None or expression.name == "defaultBusinessStatus":
+            continue
+        if dynamic.path:
+            return True
+    return False
 
 
 def dynamic_changes(

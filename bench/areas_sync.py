@@ -1,0 +1,437 @@
+"""Benchmark: the sync worker between the main database and the operational-area databases
+(``fieldsync-area-<area>``), against a real (embedded) server. Figures only: never a pass/fail on time; every
+figure comes with a reference measured on the same server in the same run (the machine is shared and noisy).
+
+1. **Fan-out** (``--part fanout``): generated operational areas (``workers.synthetic``, ``--per-area`` structures
+   each, ``--structures`` in all) are loaded into the main database with a draft ``--template`` plan (Dynamic-FI
+   by default) over their district; the plan worker digests them and activates the plan
+   (``Runner.run(until_idle=True)``), which writes its tasks (~20,000 at the default 20,000 structures). Then the
+   sync worker alone runs until idle, starting from nothing: it creates the area databases and copies every
+   structure, family, member and task into its area (and each area's chain of jurisdictions, the plan and
+   ``settings``). Prints documents/s = documents in all area databases (design documents left out) / seconds.
+   The reference: the server's raw replication rate for the same documents. ``POST /_replicate`` is tried
+   first; the embedded server (PouchDB Server) does not route it (``server/server.js`` excludes
+   ``routes/replicate``), so the reference is then a hand loop with no routing from the main database into one
+   fresh database: ``_changes`` (batches of ``FIELDSYNC_BATCH_SIZE``, no documents), ``_revs_diff`` +
+   ``_bulk_get?revs=true`` + ``_bulk_docs new_edits:false`` (``workers.areas.replicate.copy_revisions``, the
+   worker's own copy), i.e. the floor of what the worker does. Prints both rates and the ratio.
+
+2. **Round trip** (``--part roundtrip``): ``--areas`` areas of ``--rt-per-area`` structures, an active
+   Dynamic-IRS plan over their district, ``--devices`` users (one per device, role ``spray_operator``) assigned
+   round-robin to the areas (``workers.areas.assignments.update`` + ``apply_security``, as the integration
+   tests do), the workers run until idle (activation and fan-out), every device (``workers.devicesim.Device``,
+   one Node PouchDB process each, replicating as its user) pulls its area database. Then the workers
+   ``sync``, ``plans`` and ``conflicts`` run continuously in a background thread (``Runner.run(stop_event)``
+   with the default 0.1-1 s idle back-off, as ``fieldsync work`` runs them) while every device at once (one
+   thread each, a barrier) puts a new residential structure and its ``Register_Structure`` event into its
+   local area database, pushes, and pulls every ``--poll`` seconds until the follow-on IRS task of that
+   structure is in its local database. Per-device round trip = from the put to the pull that brought the task.
+   Prints p50/p95/max, and as the reference the server's raw round trip in the same run, with the workers
+   stopped: one device's put of a single structure + push + pull, p50 over ``--ref-tries``.
+
+Run one benchmark at a time (2 shared cores):
+
+    .venv/bin/python bench/areas_sync.py                        # both parts, default sizes
+    .venv/bin/python bench/areas_sync.py --part fanout [--structures 20000] [--per-area 500] [--template Dynamic-IRS]
+    .venv/bin/python bench/areas_sync.py --part roundtrip [--devices 50] [--areas 10] [--rt-per-area 100] [--poll 0.25]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import (
+    activate,
+    area_size,
+    audit_count,
+    embedded_server,
+    fresh_db,
+    load,
+    maxrss_mib,
+    percentile,
+    quiet_logs,
+    rate,
+    run_workers,
+    spread,
+)
+from workers import provision
+from workers.areas import assignments
+from workers.areas.index import MainIndex
+from workers.areas.replicate import copy_revisions
+from workers.couch import Couch, Doc
+from workers.devicesim import Device, DeviceError
+from workers.errors import FieldsyncError
+from workers.evaluator.tasks import task_id
+from workers.evaluator.templates import new_plan_from_template
+from workers.plans import activation
+from workers.registry import build
+from workers.runner import Runner, RunStats
+from workers.settings import Settings
+from workers.synthetic import AreaSize, area_ids, operational_areas, structure, uid
+
+SEED = "bench-areas"
+ROLE = "spray_operator"
+
+
+# --------------------------------------------------------------------------------------------- helpers
+
+
+def count_docs(couch: Couch, db: str) -> int:
+    """Documents of ``db`` that are not design documents (``doc_count`` minus ``_design/`` rows)."""
+    info = couch.db_info(db) or {}
+    designs = couch.all_docs(db, include_docs=False, startkey="_design/", endkey="_design0")
+    return int(info.get("doc_count", 0)) - len(designs)
+
+
+def area_dbs(couch: Couch, settings: Settings) -> list[str]:
+    return [db for db in couch.all_dbs() if settings.dbs.area_of(db) is not None]
+
+
+def plan_for(template: str, district: str, title: str) -> Doc:
+    return new_plan_from_template(template, district, title, date(2026, 11, 1), date(2026, 12, 31),
+                                  datetime(2026, 11, 1, tzinfo=UTC))
+
+
+def try_replicate(couch: Couch, settings: Settings, source: str, target: str) -> tuple[float | None, str]:
+    """``POST /_replicate`` source -> target (admin credentials in both URLs): (seconds, "") when the server
+    replicated, (None, why) when it cannot."""
+    url = settings.admin_url()
+    body = {"source": f"{url}/{source}", "target": f"{url}/{target}", "create_target": True}
+    started = time.perf_counter()
+    try:
+        result = couch.request("POST", "_replicate", body=body, retries=0)
+    except FieldsyncError as exc:
+        return None, str(exc)
+    if not (result or {}).get("ok"):
+        return None, f"answered {str(result)[:200]}"
+    return time.perf_counter() - started, ""
+
+
+def hand_replicate(couch: Couch, source: str, target: str, batch: int) -> tuple[float, int]:
+    """The floor of the sync worker's copy: ``_changes`` of ``source`` in batches (no documents, every leaf),
+    then ``_revs_diff`` + ``_bulk_get?revs=true`` + ``_bulk_docs new_edits:false`` into ``target``, no routing,
+    design documents left out. (seconds, revisions written)."""
+    started = time.perf_counter()
+    since: Any = 0
+    written = 0
+    while True:
+        page = couch.changes(source, since, limit=batch, include_docs=False, style="all_docs")
+        leaves = {str(c["id"]): [str(r["rev"]) for r in c.get("changes", []) if r.get("rev")]
+                  for c in page.results if not str(c.get("id", "")).startswith("_design/")}
+        written += copy_revisions(couch, source, target, leaves).count
+        since = page.last_seq
+        if len(page.results) < batch:
+            break
+    return time.perf_counter() - started, written
+
+
+# --------------------------------------------------------------------------------------------- 1. fan-out
+
+
+def measure_fanout(structures: int, per_area: int, template: str) -> dict[str, Any]:
+    size = area_size(structures, per_area)
+    out: dict[str, Any] = {"structures": size.areas * size.structures_per_area, "areas": size.areas,
+                           "template": template}
+    with embedded_server() as server:
+        couch, settings = server.couch, server.settings
+        main = settings.dbs.main
+        started = time.perf_counter()
+        out["loaded"] = load(couch, main, operational_areas(SEED, size))
+        plan = plan_for(template, uid(SEED, "district"), "bench areas")
+        couch.put(main, plan)
+        out["load_s"] = time.perf_counter() - started
+        out["digest_s"], _ = run_workers(couch, settings, ["plans"])
+        activate(couch, settings, str(plan["_id"]))
+        out["activation_s"], _ = run_workers(couch, settings, ["plans"])
+        progress = couch.get_local(main, activation.progress_name(str(plan["_id"]))) or {}
+        out["activation_state"] = progress.get("state")
+        out["tasks"] = int(progress.get("tasksWritten") or 0)
+        out["main_docs"] = count_docs(couch, main)
+
+        out["sync_s"], stats = run_workers(couch, settings, ["sync"])
+        out["sync_stats"] = stats
+        dbs = area_dbs(couch, settings)
+        out["area_dbs"] = len(dbs)
+        per_db = {db: count_docs(couch, db) for db in dbs}
+        out["area_docs"] = sum(per_db.values())
+        generated = {settings.dbs.area(a) for a in area_ids(SEED, size)}
+        out["per_area_docs"] = sorted(n for db, n in per_db.items() if db in generated)
+        out["other_area_dbs"] = {db: n for db, n in per_db.items() if db not in generated}
+        out["parked"] = audit_count(couch, settings, "parked")
+        out["refused"] = audit_count(couch, settings, "refused")
+
+        # the reference, same server, same documents
+        target = "benchraw-replicate"
+        couch.delete_db(target)
+        seconds, why = try_replicate(couch, settings, main, target)
+        out["replicate_why"] = why
+        if seconds is not None:
+            out["replicate_s"] = seconds
+            out["replicate_docs"] = count_docs(couch, target)
+        target = fresh_db(couch, "benchraw-handloop")
+        out["batch"] = settings.batch_size
+        out["hand_s"], out["hand_revs"] = hand_replicate(couch, main, target, settings.batch_size)
+        out["hand_docs"] = count_docs(couch, target)
+        out["rss_mib"] = maxrss_mib()
+    return out
+
+
+def report_fanout(m: dict[str, Any]) -> None:
+    stats: RunStats = m["sync_stats"]
+    print(f"1. Fan-out main -> area databases by the sync worker: {m['structures']:,} structures in {m['areas']} "
+          f"areas, {m['template']} activated")
+    print(f"  load             {m['load_s']:8.1f} s  {m['loaded']:,} documents")
+    print(f"  plan worker      digest {m['digest_s']:.1f} s, activation {m['activation_s']:.1f} s: "
+          f"{m['tasks']:,} tasks (state {m['activation_state']}); main holds {m['main_docs']:,} documents")
+    worker = rate(m["area_docs"], m["sync_s"])
+    print(f"  sync worker      {m['sync_s']:8.1f} s  {m['area_docs']:,} documents in {m['area_dbs']} area databases "
+          f"({stats.changes:,} changes read on main and areas, {stats.writes:,} revisions written, "
+          f"{m['parked']} parked, {m['refused']} refused)  {worker:8,.0f} docs/s")
+    if m["per_area_docs"]:
+        print(f"  per area         {min(m['per_area_docs']):,} to {max(m['per_area_docs']):,} documents in the "
+              f"{len(m['per_area_docs'])} generated areas' databases")
+    for db, n in m["other_area_dbs"].items():
+        print(f"  other area db    {db}: {n:,} documents (not one of the generated operational areas)")
+    if "replicate_s" in m:
+        raw = rate(m["replicate_docs"], m["replicate_s"])
+        print(f"  POST /_replicate {m['replicate_s']:8.1f} s  {m['replicate_docs']:,} documents  {raw:8,.0f} docs/s")
+        print(f"  ratio            {worker / raw:8.2f}  (sync worker docs/s / _replicate docs/s)")
+    else:
+        print(f"  POST /_replicate unavailable on this server: {m['replicate_why']}")
+    hand = rate(m["hand_docs"], m["hand_s"])
+    print(f"  raw hand loop    {m['hand_s']:8.1f} s  {m['hand_docs']:,} documents main -> one fresh database "
+          f"(_changes of {m['batch']} + _revs_diff + _bulk_get?revs + _bulk_docs new_edits:false, no routing)  "
+          f"{hand:8,.0f} docs/s")
+    print(f"  ratio            {worker / hand:8.2f}  (sync worker docs/s / raw hand-loop docs/s)")
+    print(f"  peak RSS         {m['rss_mib']:8.1f} MiB (this process, worker in-process)")
+
+
+# --------------------------------------------------------------------------------------------- 2. round trip
+
+
+def register_structure(event_id: str, structure_id: str, area: str, plan_id: str, provider: str) -> Doc:
+    """A Register_Structure form as the Reveal app saves it (tests/integration/test_areas.py's shape)."""
+    now = datetime.now(UTC)
+    obs = {"fieldType": "formsubmissionField", "fieldDataType": "text", "fieldCode": "structureType",
+           "parentCode": "", "values": ["Residential Structure"], "set": [],
+           "formSubmissionField": "structureType", "humanReadableValues": [], "saveObsAsArray": False}
+    return {"_id": event_id, "type": "Event", "eventType": "Register_Structure", "baseEntityId": structure_id,
+            "locationId": area, "formSubmissionId": event_id, "providerId": provider, "entityType": "Structure",
+            "duration": 0, "eventDate": now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "obs": [obs], "details": {"planIdentifier": plan_id}, "identifiers": {},
+            "version": int(now.timestamp() * 1000)}
+
+
+def irs_task_id(plan: Doc, entity: str) -> str:
+    action = next(a for a in plan["action"] if a.get("code") == "IRS")
+    return task_id(str(plan["identifier"]), f"{action['identifier']}\x1e{action['code']}", entity)
+
+
+def user_name(i: int) -> str:
+    return f"op{i:03d}"
+
+
+def password(i: int) -> str:
+    return f"bench-{i:03d}-pw"
+
+
+class Background(threading.Thread):
+    """The workers, running continuously with their own client, until ``stop`` is set."""
+
+    def __init__(self, settings: Settings, names: list[str]) -> None:
+        super().__init__(name="workers", daemon=True)
+        couch = Couch.from_settings(settings)
+        built = build(names, couch, settings)
+        self.runner = Runner(couch, settings, built.handlers, chores=built.chores)
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+        self.stats: RunStats | None = None
+
+    def run(self) -> None:
+        try:
+            self.stats = self.runner.run(self.stop)
+        except BaseException as exc:  # reported by the main thread
+            self.error = exc
+
+
+def measure_round_trip(devices: int, areas: int, per_area: int, poll: float, timeout: float,
+                       ref_tries: int) -> dict[str, Any]:
+    size = AreaSize(areas=areas, structures_per_area=per_area, members_per_family=4)
+    out: dict[str, Any] = {"devices": devices, "areas": areas, "per_area": per_area, "poll": poll}
+    dev_root = Path(tempfile.mkdtemp(prefix="fieldsync-bench-areas-"))
+    fleet: list[Device] = []
+    try:
+        with embedded_server() as server:
+            couch, settings = server.couch, server.settings
+            main = settings.dbs.main
+            started = time.perf_counter()
+            out["loaded"] = load(couch, main, operational_areas(SEED, size))
+            plan = plan_for("Dynamic-IRS", uid(SEED, "district"), "bench areas round trip")
+            plan["status"] = "active"
+            couch.put(main, plan)
+            for i in range(devices):
+                provision.add_user(couch, settings, user_name(i), password(i), [ROLE])
+            out["setup_workers_s"], _ = run_workers(couch, settings, ["sync", "plans", "conflicts"])
+            ids = area_ids(SEED, size)
+            home = {user_name(i): ids[i % len(ids)] for i in range(devices)}
+
+            def assign(current: assignments.Assignments) -> None:
+                for user, area in home.items():
+                    current.users.setdefault(user, []).append(area)
+
+            assignments.update(couch, settings, assign)
+            assignments.apply_security(couch, settings, MainIndex(couch, main), sorted(set(home.values())))
+            known = uid(SEED, "structure", 0, 0)
+            if couch.get(main, irs_task_id(plan, known)) is None:
+                raise RuntimeError("the IRS task id formula does not match the plan worker's (no task for "
+                                   f"structure {known}); fix irs_task_id")
+            out["tasks_before"] = sum(1 for _ in couch.iter_view(main, "fieldsync", "tasks_by_plan_status",
+                                                                 reduce=False))
+            out["setup_s"] = time.perf_counter() - started
+
+            def url(i: int) -> str:
+                return f"{settings.url_for(user_name(i), password(i))}/{settings.dbs.area(home[user_name(i)])}"
+
+            started = time.perf_counter()
+            for i in range(devices):
+                fleet.append(Device(dev_root / f"d{i:03d}", user_name(i)))
+            with ThreadPoolExecutor(max_workers=devices) as pool:
+                first = list(pool.map(lambda i: fleet[i].pull("area", url(i)), range(devices)))
+            out["first_pull_s"] = time.perf_counter() - started
+            out["first_pull_docs"] = sum(int(r.get("docs_written") or 0) for r in first)
+
+            background = Background(settings, ["sync", "plans", "conflicts"])
+            background.start()
+            time.sleep(2.0)  # the runner's first discovery and a pass over the (caught-up) feeds
+            barrier = threading.Barrier(devices)
+
+            def trip(i: int) -> dict[str, Any]:
+                device, area = fleet[i], home[user_name(i)]
+                sid, eid = uid(SEED, "rt-structure", i), uid(SEED, "rt-event", i)
+                wanted = irs_task_id(plan, sid)
+                barrier.wait()
+                began = time.perf_counter()
+                device.put("area", structure(sid, area, "Residential Structure", 100.0 + i * 0.001, 14.0))
+                device.put("area", register_structure(eid, sid, area, str(plan["_id"]), user_name(i)))
+                pushed = device.push("area", url(i))
+                push_s = time.perf_counter() - began
+                pulls = 0
+                while True:
+                    device.pull("area", url(i))
+                    pulls += 1
+                    try:
+                        device.get("area", wanted)
+                        return {"s": time.perf_counter() - began, "push_s": push_s, "pulls": pulls,
+                                "pushed": pushed.get("docs_written"), "ok": True}
+                    except DeviceError:
+                        pass
+                    if time.perf_counter() - began > timeout or background.error is not None:
+                        return {"s": time.perf_counter() - began, "push_s": push_s, "pulls": pulls,
+                                "pushed": pushed.get("docs_written"), "ok": False}
+                    time.sleep(poll)
+
+            started = time.perf_counter()
+            with ThreadPoolExecutor(max_workers=devices) as pool:
+                trips = list(pool.map(trip, range(devices)))
+            out["wall_s"] = time.perf_counter() - started
+            background.stop.set()
+            background.join(timeout=120)
+            if background.error is not None:
+                raise RuntimeError(f"the workers failed: {background.error!r}")
+            out["trips"] = trips
+            out["worker_stats"] = background.stats
+            out["parked"] = audit_count(couch, settings, "parked")
+            out["refused"] = audit_count(couch, settings, "refused")
+
+            # the reference, workers stopped: one device, a single structure, push + pull
+            refs: list[float] = []
+            for k in range(ref_tries):
+                sid = uid(SEED, "ref-structure", k)
+                began = time.perf_counter()
+                fleet[0].put("area", structure(sid, home[user_name(0)], "Residential Structure", 101.0, 14.0))
+                fleet[0].push("area", url(0))
+                fleet[0].pull("area", url(0))
+                refs.append(time.perf_counter() - began)
+            out["ref"] = refs
+            out["rss_mib"] = maxrss_mib()
+    finally:
+        with ThreadPoolExecutor(max_workers=max(1, len(fleet))) as closer:
+            list(closer.map(lambda d: d.close(), fleet))
+        shutil.rmtree(dev_root, ignore_errors=True)
+    return out
+
+
+def report_round_trip(m: dict[str, Any]) -> None:
+    trips = m["trips"]
+    done = [t["s"] for t in trips if t["ok"]]
+    print(f"2. Round trip device -> main -> follow-on IRS task -> device: {m['devices']} devices (Node PouchDB, "
+          f"one user each) at once over {m['areas']} areas of {m['per_area']} structures, Dynamic-IRS active")
+    print(f"  set-up           {m['setup_s']:8.1f} s  {m['loaded']:,} documents, {m['tasks_before']:,} tasks, workers "
+          f"until idle {m['setup_workers_s']:.1f} s; first pull of every device {m['first_pull_s']:.1f} s "
+          f"({m['first_pull_docs']:,} documents)")
+    stats: RunStats | None = m["worker_stats"]
+    if stats is not None:
+        print(f"  workers          sync, plans, conflicts in a background thread (idle back-off 0.1-1 s): "
+              f"{stats.changes:,} changes, {stats.writes:,} writes, {m['parked']} parked, {m['refused']} refused")
+    print(f"  devices          put structure + Register_Structure, push, pull every {m['poll']} s until the IRS "
+          f"task is local; all done in {m['wall_s']:.1f} s; {len(done)} of {len(trips)} got their task")
+    not_two = [t for t in trips if t["pushed"] != 2]
+    if not_two:
+        print(f"  push anomalies   {len(not_two)} pushes did not write 2 documents, e.g. {not_two[0]}")
+    print(f"  push (ms)        {spread([t['push_s'] for t in trips])}")
+    pulls = [float(t["pulls"]) for t in trips]
+    print(f"  pulls per device p50 {percentile(pulls, 0.5):.0f}  max {max(pulls):.0f}")
+    print(f"  round trip (ms)  {spread(done)}")
+    print(f"  raw round trip   {spread(m['ref'])}  ms (one device: put one structure, push, pull; workers stopped; "
+          f"{len(m['ref'])} tries)")
+    ref50 = percentile(m["ref"], 0.5)
+    if done and ref50 > 0:
+        print(f"  ratio            p50 {percentile(done, 0.5) / ref50:6.1f}x  "
+              f"p95 {percentile(done, 0.95) / ref50:6.1f}x  max {max(done) / ref50:6.1f}x the raw round trip's p50")
+    print(f"  peak RSS         {m['rss_mib']:8.1f} MiB (this process, workers in-process; devices are other "
+          "processes)")
+
+
+# --------------------------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--part", choices=["fanout", "roundtrip", "all"], default="all")
+    parser.add_argument("--structures", type=int, default=6_000, help="fan-out: generated structures (Dynamic-FI "
+                        "makes ~3.4 tasks per structure: 6,000 -> ~20,000 tasks; Dynamic-IRS ~0.9: use 22,000)")
+    parser.add_argument("--per-area", type=int, default=500, help="fan-out: structures per area")
+    parser.add_argument("--template", default="Dynamic-FI", choices=["Dynamic-FI", "Dynamic-IRS"],
+                        help="fan-out: the plan activated before the sync")
+    parser.add_argument("--devices", type=int, default=50, help="round trip: devices (Node processes)")
+    parser.add_argument("--areas", type=int, default=10, help="round trip: operational areas")
+    parser.add_argument("--rt-per-area", type=int, default=100, help="round trip: structures per area")
+    parser.add_argument("--poll", type=float, default=0.25, help="round trip: seconds between a device's pulls")
+    parser.add_argument("--timeout", type=float, default=300.0, help="round trip: seconds a device waits")
+    parser.add_argument("--ref-tries", type=int, default=7, help="round trip: tries of the raw reference")
+    args = parser.parse_args(argv)
+    quiet_logs()
+    if args.part in ("fanout", "all"):
+        report_fanout(measure_fanout(args.structures, args.per_area, args.template))
+    if args.part in ("roundtrip", "all"):
+        if shutil.which("node") is None:
+            print("node is needed for the simulated devices", file=sys.stderr)
+            return 2
+        report_round_trip(measure_round_trip(args.devices, args.areas, args.rt_per_area, args.poll, args.timeout,
+                                             args.ref_tries))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

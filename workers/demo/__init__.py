@@ -1,0 +1,1 @@
+"""``fieldsync demo``: the product end to end on the embedded server."""
