@@ -70,9 +70,9 @@ def render(report: dict[str, Any]) -> list[str]:
     url, prefix = report["server"], report["prefix"]
     out.append("")
     out.append(f"Tasks by plan, code, status and business status ({report['tasksTotal']} in all):")
-    out.append(f"  {'plan':36} {'code':22} {'status':11} {'business status':20} {'tasks':>6}")
+    out.append(f"  {'plan':44} {'code':22} {'status':11} {'business status':20} {'tasks':>6}")
     for t in report["tasks"]:
-        out.append(f"  {t['plan'][:36]:36} {str(t['code'])[:22]:22} {t['status']!s:11} "
+        out.append(f"  {t['plan'][:44]:44} {str(t['code'])[:22]:22} {t['status']!s:11} "
                    f"{str(t['businessStatus'])[:20]:20} {t['count']:>6}")
     out.append("")
     out.append(f"Conflicts resolved: {len(report['conflicts'])} (audit in {prefix}-audit; "

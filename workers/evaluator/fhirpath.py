@@ -284,11 +284,15 @@ def _add_calendar(value: When, amount: int | float | Decimal, unit: str) -> When
     raise Unsupported(f"date arithmetic in {unit}")
 
 
-@dataclass
 class Env:
-    root: Collection
-    this: Collection
-    today: date
+    """An evaluation's context: the root collection, ``$this`` (rebound inside ``where``), the day."""
+
+    __slots__ = ("root", "this", "today")
+
+    def __init__(self, root: Collection, this: Collection, today: date) -> None:
+        self.root = root
+        self.this = this
+        self.today = today
 
 
 Fn = Callable[[Collection, Env], Collection]
@@ -427,15 +431,33 @@ class _Compiler:
         return _member(node["children"][0]["text"])
 
     def c_InvocationExpression(self, node: dict[str, Any]) -> Fn:
-        left = self.compile(node["children"][0])
-        right = node["children"][1]
-        member = right["type"] == "MemberInvocation"
-        step = _member(right["children"][0]["text"]) if member else self.compile(right)
+        # a.b.c(...).d: one closure running the steps in turn (not one nested closure per dot)
+        rights: list[dict[str, Any]] = []
+        current = node
+        while current["type"] == "InvocationExpression":
+            rights.append(current["children"][1])
+            current = current["children"][0]
+        rights.reverse()
+        head = self.compile(current)
+        steps = tuple(
+            _member(right["children"][0]["text"]) if right["type"] == "MemberInvocation" else self.compile(right)
+            for right in rights
+        )
+        if len(steps) == 1:
+            step = steps[0]
 
-        def invoke(focus: Collection, env: Env) -> Collection:
-            return step(left(focus, env), env)
+            def invoke(focus: Collection, env: Env) -> Collection:
+                return step(head(focus, env), env)
 
-        return invoke
+            return invoke
+
+        def invoke_chain(focus: Collection, env: Env) -> Collection:
+            values = head(focus, env)
+            for step in steps:
+                values = step(values, env)
+            return values
+
+        return invoke_chain
 
     def c_IndexerExpression(self, node: dict[str, Any]) -> Fn:
         base = self.compile(node["children"][0])
@@ -475,10 +497,53 @@ class _Compiler:
 
         return per_item
 
+    def _field_equals(self, node: dict[str, Any]) -> tuple[str, str] | None:
+        """(name, text) when ``node`` is ``name = 'text'`` with ``name`` a plain lower-case member."""
+        if node["type"] != "EqualityExpression" or node["terminalNodeText"][0] != "=":
+            return None
+        left, right = node["children"]
+        try:
+            member = left["children"][0]["children"][0]
+            literal = right["children"][0]["children"][0]
+        except (KeyError, IndexError):
+            return None
+        if (left["type"] != "TermExpression" or left["children"][0]["type"] != "InvocationTerm"
+                or member["type"] != "MemberInvocation" or right["type"] != "TermExpression"
+                or right["children"][0]["type"] != "LiteralTerm" or literal["type"] != "StringLiteral"):
+            return None
+        name = member["children"][0]["text"]
+        if not isinstance(name, str) or not re.match(r"^[a-z][A-Za-z0-9_]*$", name):
+            return None
+        value = self.compile(literal)([], Env([], [], date.min))[0]
+        return (name, value) if isinstance(value, str) else None
+
     def f_where(self, params: list[dict[str, Any]]) -> Fn:
         if len(params) != 1:
             raise Unsupported("where arity")
         criteria = self._lambda(params[0])
+        field_equals = self._field_equals(params[0])
+        if field_equals is not None:
+            # where(name = 'text'): an item whose ``name`` is a string is compared directly; any other item
+            # goes through the general criteria
+            name, text = field_equals
+
+            def where_equals(focus: Collection, env: Env) -> Collection:
+                out: Collection = []
+                for item in focus:
+                    if type(item) is dict:
+                        found = item.get(name)
+                        if type(found) is str:
+                            if found == text:
+                                out.append(item)
+                            continue
+                    result = criteria(item, env)
+                    if result:
+                        first = result[0]
+                        if isinstance(first, dict) or first:
+                            out.append(item)
+                return out
+
+            return where_equals
 
         def where(focus: Collection, env: Env) -> Collection:
             out: Collection = []
