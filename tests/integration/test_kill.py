@@ -132,3 +132,54 @@ def test_server_stopped_mid_run_the_worker_waits_and_finishes(tmp_path: Path) ->
         if worker is not None and worker.poll() is None:
             worker.kill()
         embedded.stop(settings)
+
+
+def test_kill_9_mid_area_sync_then_restart_fills_every_area_exactly(
+    couch: Couch, initialised: Settings, cli_env: dict[str, str]
+) -> None:
+    """The sync worker killed while it copies the main database into the area databases: restarted, every
+    area holds exactly what routing says, with the main database's revisions."""
+    from workers.areas.assignments import known_areas
+    from workers.areas.routing import areas_of, chain
+
+    s = initialised
+    size = AreaSize(areas=4, structures_per_area=300)
+    _docs, plan = _seed(couch, s, "killsync", size)
+    _activate(couch, s, str(plan["_id"]))
+    sync = subprocess.Popen([sys.executable, "-m", "workers.cli", "work", "sync"], env=cli_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def some_copied() -> bool:
+        areas = known_areas(couch, s)
+        return len(areas) >= 2 and (couch.db_info(s.dbs.area(areas[0])) or {}).get("doc_count", 0) > 200
+
+    _wait_for(some_copied, 600, "the sync worker to fill two areas")
+    sync.send_signal(signal.SIGKILL)
+    sync.wait(timeout=30)
+    partial = sum(int((couch.db_info(s.dbs.area(a)) or {}).get("doc_count", 0)) for a in known_areas(couch, s))
+
+    again = subprocess.run([sys.executable, "-m", "workers.cli", "work", "sync", "--until-idle"], env=cli_env,
+                           capture_output=True, text=True, timeout=900, check=False)
+    assert again.returncode == 0, again.stderr[-2000:]
+
+    from workers.areas.index import MainIndex
+
+    index = MainIndex(couch, s.dbs.main)
+    main_docs = {r["id"]: r["doc"] for r in couch.all_docs(s.dbs.main, include_docs=True)
+                 if not r["id"].startswith("_design/")}
+    index.learn(main_docs.values())
+    areas = known_areas(couch, s)
+    assert len(areas) == size.areas
+    known = {a: chain(a, index) for a in areas}
+    expected: dict[str, set[str]] = {a: set() for a in areas}
+    for doc in main_docs.values():
+        for area in areas_of(doc, index, known):
+            expected[area].add(str(doc["_id"]))
+    total = 0
+    for area in areas:
+        rows = couch.all_docs(s.dbs.area(area), include_docs=False)
+        held = {r["id"]: r["value"]["rev"] for r in rows if not r["id"].startswith("_design/")}
+        assert set(held) == expected[area], area
+        assert all(held[i] == main_docs[i]["_rev"] for i in held)
+        total += len(held)
+    assert total > partial
