@@ -74,9 +74,10 @@ var pouchApp = expressPouchDB(PouchDB.defaults({ prefix: dbDir }), {
   configPath: path.join(dataDir, 'config.json'),
   logPath: path.join(dataDir, 'log.txt'),
   mode: 'fullCouchDB',
-  // Fauxton is served from the pouchdb-fauxton package when present; the replicator daemon is not
-  // used by fieldsync (its sync worker replicates) and would keep feeds open on every database.
-  overrideMode: { exclude: ['routes/fauxton', 'replicator', 'routes/replicate'] }
+  // Fauxton (the pouchdb-fauxton package, a dependency of express-pouchdb) is served at /_utils/. The
+  // replicator daemon is not used by fieldsync (its sync worker replicates) and would keep feeds open on
+  // every database.
+  overrideMode: { exclude: ['replicator', 'routes/replicate'] }
 });
 
 // ---------------------------------------------------------------------------------------------------

@@ -112,3 +112,16 @@ def test_server_binds_loopback_only(base_settings: Settings) -> None:
     port_hex = f"{base_settings.port:04X}"
     listening = [r.split()[1] for r in rows if r.split()[1].endswith(":" + port_hex) and r.split()[3] == "0A"]
     assert listening == ["0100007F:" + port_hex]
+
+
+def test_fauxton_is_served_and_data_still_needs_a_login(initialised: Settings) -> None:
+    base_settings = initialised
+    import urllib.error
+    import urllib.request
+
+    with urllib.request.urlopen(f"{base_settings.couch_url}/_utils/", timeout=30) as page:
+        assert page.status == 200 and "text/html" in page.headers.get("content-type", "")
+        assert b"<title>" in page.read()
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{base_settings.couch_url}/{base_settings.dbs.main}/_all_docs", timeout=30)
+    assert refused.value.code in (401, 403)

@@ -111,5 +111,5 @@ def render(report: dict[str, Any]) -> list[str]:
     out.append(f"  audit by kind               curl \"$URL/{prefix}-audit/_design/audit/_view/by_kind?group_level=1\"")
     out.append(f"  the map                     FIELDSYNC_DB_PREFIX={prefix} fieldsync export map --plan "
                f"{next(iter(report['plans']), 'PLAN_ID')} > structures.geojson")
-    out.append(f"  Fauxton                     on Apache CouchDB: {url}/_utils/ (the embedded server has none)")
+    out.append(f"  Fauxton (browse, log in as admin)  {url}/_utils/  (with --keep-running)")
     return out
