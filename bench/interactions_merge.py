@@ -19,6 +19,8 @@ Measured, in the same run and on the same records:
   records removed, the pass's peak RSS (``ru_maxrss``; ``--trace`` adds the tracemalloc peak, which slows the
   pass down, so the ratio of a traced run is not representative);
 - ratio = merged records/s / raw records/s (the issue's target is >= 0.5);
+- where the time goes: the pass's CPU time in this process, and the requests of the raw read and of the pass
+  by endpoint (count, seconds), through a counting :class:`~workers.couch.Couch`;
 - checks (exit 1 if wrong, never on time): ``fieldsync-users-meta`` holds one daily document per user and
   device, each user's kept events are min(2 x events, cap) and those refused ``droppedByCap``, no record is
   parked, every meta database is left without records. 2 x 250 = 500 is exactly the default cap: run
@@ -309,6 +311,9 @@ def measure(args: argparse.Namespace, *, raw: bool) -> dict[str, Any]:
         out.update(records=report.records, merged_users=report.users, documents_written=report.documents_written,
                    removed=report.removed, parked=report.parked, not_permitted=report.not_permitted)
         out["check"] = check(couch, settings, args)
+        if report.parked or report.not_permitted or report.records != out["records_written"]:
+            out["check"]["problems"].append(f"{report.records} records read of {out['records_written']}, "
+                                            f"{report.parked} parked, {report.not_permitted} not permitted")
         if profiler:
             text = io.StringIO()
             stats = pstats.Stats(profiler, stream=text)

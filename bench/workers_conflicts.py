@@ -1,10 +1,10 @@
 """Benchmark: the conflict resolver over 10,000 conflicted documents, against a real (embedded) server.
 
 Writes N (default 10,000) Task documents with two conflicting generation-1 leaves each, the way a replicator
-writes them (``_bulk_docs`` with ``new_edits: false``; the two leaves differ in ``lastModified`` and status,
-and for half of the documents the later edit is not the revision CouchDB picks as winner, so the resolver has
-to move the winning body on top). The same leaves go, in the same run, into a second, fresh database outside
-fieldsync's prefix (no worker follows it).
+writes them (``_bulk_docs`` with ``new_edits: false``; the two leaves differ in ``lastModified`` and status;
+for about half of the documents, the revision ids being hashes, the later edit is not the revision CouchDB
+shows as winner, so the resolver has to move the later body on top). The same leaves go, in the same run,
+into a second, fresh database outside fieldsync's prefix (no worker follows it).
 
 Then:
 
@@ -73,7 +73,8 @@ def conflicted_leaves(count: int) -> Iterator[Doc]:
         base: Doc = {"_id": tid, "type": "Task", "identifier": tid, "planIdentifier": PLAN, "code": "IRS",
                      "groupIdentifier": "bench-area", "for": f"bench-structure-{i:06d}", "priority": "routine",
                      "authoredOn": "2026-11-01T00:00:00.000Z", "owner": "bench"}
-        # which leaf is later alternates: CouchDB's winner (highest rev id) is the later edit only half the time
+        # which leaf is later alternates; the winner CouchDB shows (highest rev id, a hash) is the later one
+        # about half the time
         a_later = i % 2 == 0
         for leaf, later in (("a", a_later), ("b", not a_later)):
             yield {**base, "_rev": leaf_rev(i, leaf), "_revisions": {"start": 1, "ids": [rev_hash(i, leaf)]},

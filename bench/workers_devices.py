@@ -187,8 +187,8 @@ def measure(devices: int, events: int, rounds: int, structures: int, timeout: fl
         couch.put(main_db, plan)
         out["activation_s"], _ = run_workers(couch, settings, ["plans"])
         out["setup_s"] = time.perf_counter() - started
-        out["tasks_before"] = sum(1 for _ in couch.iter_view(main_db, "fieldsync", "tasks_by_plan_status",
-                                                             reduce=False))
+        counted = couch.view(main_db, "fieldsync", "tasks_by_plan_status", reduce=True)
+        out["tasks_before"] = int(counted[0]["value"]) if counted else 0
 
         # the reference: the server's own write-then-read round trip, idle, same run
         rtt = raw_round_trips(couch, fresh_db(couch, "benchraw-rtt"), 200)

@@ -249,17 +249,22 @@ class Evaluator:
     # subjects ---------------------------------------------------------------------------------------------
 
     def _fhir(self, doc: Doc) -> Doc:
+        """A location or client as FHIR, converted once per evaluator; events and tasks every time (they
+        change during an evaluation)."""
         kind = doc.get("type")
+        cache = self._fhir_cache
         if kind == "Feature":
             key = "L" + doc["id"]
-            if key not in self._fhir_cache:
-                self._fhir_cache[key] = location_to_fhir(doc)
-            return self._fhir_cache[key]
+            found = cache.get(key)
+            if found is None:
+                found = cache[key] = location_to_fhir(doc)
+            return found
         if kind == "Client":
             key = "C" + doc["baseEntityId"]
-            if key not in self._fhir_cache:
-                self._fhir_cache[key] = client_to_patient(doc)
-            return self._fhir_cache[key]
+            found = cache.get(key)
+            if found is None:
+                found = cache[key] = client_to_patient(doc)
+            return found
         if kind == "Event":
             return event_to_questionnaire_response(doc)
         return task_to_fhir(doc)

@@ -78,11 +78,6 @@ def location_to_fhir(doc: Doc, tz: tzinfo = UTC) -> Doc:
     return out
 
 
-def _named(value: Any) -> bool:
-    """A name part OpenSRP keeps: present, and not blank text."""
-    return bool(value) and not (isinstance(value, str) and not value.strip())
-
-
 def client_to_patient(doc: Doc) -> Doc:
     """An OpenSRP Client (family or person) as a FHIR Patient."""
     get = doc.get
@@ -108,9 +103,14 @@ def client_to_patient(doc: Doc) -> Doc:
             identifiers.append({"id": key, "type": {"coding": [{"code": "attribute"}]}, "value": str(value)})
     if identifiers:
         out["identifier"] = identifiers
+    # name parts: present, and not blank text
     first, middle, family = get("firstName"), get("middleName"), get("lastName")
-    given = [n for n in (first, middle) if _named(n)] if (first or middle) else []
-    has_family = _named(family)
+    given: list[Any] = []
+    if first and not (isinstance(first, str) and not first.strip()):
+        given.append(first)
+    if middle and not (isinstance(middle, str) and not middle.strip()):
+        given.append(middle)
+    has_family = bool(family) and not (isinstance(family, str) and not family.strip())
     if given or has_family:
         parts = [*given, family] if has_family else given
         name: Doc = {"text": " ".join(map(str, parts))}

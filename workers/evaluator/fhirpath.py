@@ -606,9 +606,11 @@ class _Compiler:
         name = self._type_name(params)
 
         def is_type(focus: Collection, env: Env) -> Collection:
-            if not focus:
-                return []
-            item = _singleton(focus)
+            if len(focus) != 1:
+                if not focus:
+                    return []
+                raise Unsupported("expected a singleton")
+            item = focus[0]
             return [type(item) is dict and item.get("resourceType") == name]
 
         return is_type
@@ -746,10 +748,12 @@ class _Compiler:
         left, right = self._operands(node)
 
         def and_(focus: Collection, env: Env) -> Collection:
-            a = _to_bool(left(focus, env))
+            x = left(focus, env)
+            a = x[0] if len(x) == 1 and (x[0] is True or x[0] is False) else _to_bool(x)
             if a is False:
                 return [False]
-            b = _to_bool(right(focus, env))
+            y = right(focus, env)
+            b = y[0] if len(y) == 1 and (y[0] is True or y[0] is False) else _to_bool(y)
             if b is False:
                 return [False]
             if a is None or b is None:
@@ -765,10 +769,12 @@ class _Compiler:
         left, right = self._operands(node)
 
         def or_(focus: Collection, env: Env) -> Collection:
-            a = _to_bool(left(focus, env))
+            x = left(focus, env)
+            a = x[0] if len(x) == 1 and (x[0] is True or x[0] is False) else _to_bool(x)
             if a is True:
                 return [True]
-            b = _to_bool(right(focus, env))
+            y = right(focus, env)
+            b = y[0] if len(y) == 1 and (y[0] is True or y[0] is False) else _to_bool(y)
             if b is True:
                 return [True]
             if a is None or b is None:
