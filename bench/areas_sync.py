@@ -27,7 +27,9 @@ figure comes with a reference measured on the same server in the same run (the m
    local area database, pushes, and pulls every ``--poll`` seconds until the follow-on IRS task of that
    structure is in its local database. Per-device round trip = from the put to the pull that brought the task.
    Prints p50/p95/max, and as the reference the server's raw round trip in the same run, with the workers
-   stopped: one device's put of a single structure + push + pull, p50 over ``--ref-tries``.
+   stopped: one device's put of a single structure + push + pull, p50 over ``--ref-tries``. Also printed: the
+   same round trip of one device alone first (workers running, the other devices idle, ``--solo-tries``), and
+   the part of each round trip after the push (push done -> task local).
 
 Run one benchmark at a time (2 shared cores):
 
@@ -266,7 +268,7 @@ class Background(threading.Thread):
 
 
 def measure_round_trip(devices: int, areas: int, per_area: int, poll: float, timeout: float,
-                       ref_tries: int) -> dict[str, Any]:
+                       ref_tries: int, solo_tries: int) -> dict[str, Any]:
     size = AreaSize(areas=areas, structures_per_area=per_area, members_per_family=4)
     out: dict[str, Any] = {"devices": devices, "areas": areas, "per_area": per_area, "poll": poll}
     dev_root = Path(tempfile.mkdtemp(prefix="fieldsync-bench-areas-"))
@@ -314,13 +316,13 @@ def measure_round_trip(devices: int, areas: int, per_area: int, poll: float, tim
             background = Background(settings, ["sync", "plans", "conflicts"])
             background.start()
             time.sleep(2.0)  # the runner's first discovery and a pass over the (caught-up) feeds
-            barrier = threading.Barrier(devices)
 
-            def trip(i: int) -> dict[str, Any]:
+            def trip(i: int, tag: str, barrier: threading.Barrier | None) -> dict[str, Any]:
                 device, area = fleet[i], home[user_name(i)]
-                sid, eid = uid(SEED, "rt-structure", i), uid(SEED, "rt-event", i)
+                sid, eid = uid(SEED, f"{tag}-structure", i), uid(SEED, f"{tag}-event", i)
                 wanted = irs_task_id(plan, sid)
-                barrier.wait()
+                if barrier is not None:
+                    barrier.wait()
                 began = time.perf_counter()
                 device.put("area", structure(sid, area, "Residential Structure", 100.0 + i * 0.001, 14.0))
                 device.put("area", register_structure(eid, sid, area, str(plan["_id"]), user_name(i)))
@@ -332,18 +334,20 @@ def measure_round_trip(devices: int, areas: int, per_area: int, poll: float, tim
                     pulls += 1
                     try:
                         device.get("area", wanted)
-                        return {"s": time.perf_counter() - began, "push_s": push_s, "pulls": pulls,
-                                "pushed": pushed.get("docs_written"), "ok": True}
+                        ok = True
                     except DeviceError:
-                        pass
-                    if time.perf_counter() - began > timeout or background.error is not None:
+                        ok = False
+                    if ok or time.perf_counter() - began > timeout or background.error is not None:
                         return {"s": time.perf_counter() - began, "push_s": push_s, "pulls": pulls,
-                                "pushed": pushed.get("docs_written"), "ok": False}
+                                "pushed": pushed.get("docs_written"), "ok": ok}
                     time.sleep(poll)
 
+            # one device alone first (workers running, the other devices idle): the pipeline without contention
+            out["solo"] = [trip(0, f"solo{k}", None) for k in range(solo_tries)]
+            barrier = threading.Barrier(devices)
             started = time.perf_counter()
             with ThreadPoolExecutor(max_workers=devices) as pool:
-                trips = list(pool.map(trip, range(devices)))
+                trips = list(pool.map(lambda i: trip(i, "rt", barrier), range(devices)))
             out["wall_s"] = time.perf_counter() - started
             background.stop.set()
             background.join(timeout=120)
@@ -393,9 +397,16 @@ def report_round_trip(m: dict[str, Any]) -> None:
     pulls = [float(t["pulls"]) for t in trips]
     print(f"  pulls per device p50 {percentile(pulls, 0.5):.0f}  max {max(pulls):.0f}")
     print(f"  round trip (ms)  {spread(done)}")
+    print(f"  after the push   {spread([t['s'] - t['push_s'] for t in trips if t['ok']])}  ms (push done -> task "
+          "local)")
+    solo = [t["s"] for t in m["solo"] if t["ok"]]
+    print(f"  one device alone {spread(solo)}  ms ({len(solo)} of {len(m['solo'])} tries, workers running, the "
+          f"other devices idle; push {spread([t['push_s'] for t in m['solo']])})")
     print(f"  raw round trip   {spread(m['ref'])}  ms (one device: put one structure, push, pull; workers stopped; "
           f"{len(m['ref'])} tries)")
     ref50 = percentile(m["ref"], 0.5)
+    if solo and ref50 > 0:
+        print(f"  ratio alone      p50 {percentile(solo, 0.5) / ref50:6.1f}x the raw round trip's p50")
     if done and ref50 > 0:
         print(f"  ratio            p50 {percentile(done, 0.5) / ref50:6.1f}x  "
               f"p95 {percentile(done, 0.95) / ref50:6.1f}x  max {max(done) / ref50:6.1f}x the raw round trip's p50")
@@ -420,6 +431,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--poll", type=float, default=0.25, help="round trip: seconds between a device's pulls")
     parser.add_argument("--timeout", type=float, default=300.0, help="round trip: seconds a device waits")
     parser.add_argument("--ref-tries", type=int, default=7, help="round trip: tries of the raw reference")
+    parser.add_argument("--solo-tries", type=int, default=3, help="round trip: one device alone first, tries")
     args = parser.parse_args(argv)
     quiet_logs()
     if args.part in ("fanout", "all"):
@@ -429,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
             print("node is needed for the simulated devices", file=sys.stderr)
             return 2
         report_round_trip(measure_round_trip(args.devices, args.areas, args.rt_per_area, args.poll, args.timeout,
-                                             args.ref_tries))
+                                             args.ref_tries, args.solo_tries))
     return 0
 
 

@@ -59,6 +59,8 @@ class Handler(Protocol):
 
     def follows(self, kind: str) -> bool: ...
 
+    # optional: ``feed_docs(db) -> bool``, False to read that database's feed without the documents
+
     def process(self, db: str, changes: list[dict[str, Any]]) -> int:
         """Apply a batch; return how many documents it wrote. Raise on failure (the follower isolates it)."""
         ...
@@ -119,8 +121,10 @@ class Follower:
     def step(self) -> Step:
         started = time.perf_counter()
         since = self.checkpoint().get("seq", 0)
+        # a handler may read the feed without the documents (and fetch the few it needs itself)
+        with_docs = bool(getattr(self.handler, "feed_docs", lambda db: True)(self.db))
         page = self.couch.changes(
-            self.db, since, limit=self.batch_size, include_docs=True, conflicts=self.handler.conflicts,
+            self.db, since, limit=self.batch_size, include_docs=with_docs, conflicts=self.handler.conflicts,
             style="all_docs",
         )
         if not page.results:

@@ -28,10 +28,11 @@ class Copied:
 
 def copy_revisions(
     couch: Couch, source: str, target: str, leaves: dict[str, list[str]],
-    refuse: Callable[[Doc], str | None] | None = None,
+    refuse: Callable[[Doc], str | None] | None = None, before: Callable[[list[Doc]], None] | None = None,
 ) -> Copied:
-    """Copy the revisions of ``leaves`` (id -> leaf revs) that ``target`` lacks. ``refuse(doc)`` may name a
-    reason not to copy a revision; refused ones are returned, not written."""
+    """Copy the revisions of ``leaves`` (id -> leaf revs) that ``target`` lacks. ``before(docs)`` sees each
+    chunk of fetched revisions first; ``refuse(doc)`` may name a reason not to copy one: refused ones are
+    returned, not written."""
     out = Copied()
     ids = sorted(leaves)
     for start in range(0, len(ids), CHUNK):
@@ -41,6 +42,8 @@ def copy_revisions(
         if not refs:
             continue
         docs = couch.bulk_get(source, refs, revs=True)
+        if before is not None:
+            before(docs)
         keep: list[Doc] = []
         for doc in docs:
             reason = refuse(doc) if refuse else None

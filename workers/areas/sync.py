@@ -50,6 +50,11 @@ class AreaSync:
     def follows(self, kind: str) -> bool:
         return kind in ("main", "area")
 
+    def feed_docs(self, db: str) -> bool:
+        """An area's feed is read without documents: most of its changes are this worker's own copies from
+        the main database (skipped by revision), and ``_bulk_get`` fetches what devices wrote anyway."""
+        return db == self.settings.dbs.main
+
     def process(self, db: str, changes: list[dict[str, Any]]) -> int:
         self.refresh()
         if db == self.settings.dbs.main:
@@ -165,12 +170,15 @@ class AreaSync:
 
     def _upstream(self, area: str, db: str, changes: list[dict[str, Any]]) -> int:
         started = time.perf_counter()
-        docs = [c["doc"] for c in changes if c.get("doc") and not c["doc"].get("_deleted")]
-        self.index.learn(docs)
-        self.index.prefetch(docs)
         leaves = {str(c["id"]): [str(r["rev"]) for r in c.get("changes", []) if r.get("rev")] for c in changes}
+
+        def learn(docs: list[Doc]) -> None:
+            live = [d for d in docs if not d.get("_deleted")]
+            self.index.learn(live)  # a family's structure may be in the same batch
+            self.index.prefetch(live)
+
         copied = copy_revisions(self.couch, db, self.settings.dbs.main, leaves,
-                                refuse=lambda doc: device_write_refusal(doc, area, self.index))
+                                refuse=lambda doc: device_write_refusal(doc, area, self.index), before=learn)
         if copied.refused:
             records = [_refused_record(db, doc, reason) for doc, reason in copied.refused]
             write_many_once(self.couch, self.settings.dbs.audit, records)

@@ -423,10 +423,12 @@ class Evaluator:
     def _exists(
         self, action: Action, plan: Plan, jurisdiction_id: str, entity_id: str, identifier: str
     ) -> bool:
-        if self.view.task(identifier) is not None:
+        writes = self.outcome.task_writes
+        if writes.get(identifier) or self.base.task(identifier) is not None:
             return True
+        plan_id, code = plan.identifier, action.code
         for task in self.view.tasks_for(entity_id):
-            if (task.get("planIdentifier") == plan.identifier and task.get("code") == action.code
+            if (task.get("planIdentifier") == plan_id and task.get("code") == code
                     and task.get("groupIdentifier") == jurisdiction_id
                     and T.normalise_status(str(task.get("status") or "")) not in T.INACTIVE):
                 return True

@@ -439,12 +439,21 @@ class _Compiler:
             current = current["children"][0]
         rights.reverse()
         head = self.compile(current)
+        # $this.a.b: start from $this without calling a closure for it
+        starts_at_this = (current["type"] == "TermExpression" and current["children"][0]["type"] == "InvocationTerm"
+                          and current["children"][0]["children"][0]["type"] == "ThisInvocation")
         steps = tuple(
             _member(right["children"][0]["text"]) if right["type"] == "MemberInvocation" else self.compile(right)
             for right in rights
         )
         if len(steps) == 1:
             step = steps[0]
+            if starts_at_this:
+
+                def invoke_this(focus: Collection, env: Env) -> Collection:
+                    return step(env.this, env)
+
+                return invoke_this
 
             def invoke(focus: Collection, env: Env) -> Collection:
                 return step(head(focus, env), env)
@@ -452,7 +461,7 @@ class _Compiler:
             return invoke
 
         def invoke_chain(focus: Collection, env: Env) -> Collection:
-            values = head(focus, env)
+            values = env.this if starts_at_this else head(focus, env)
             for step in steps:
                 values = step(values, env)
             return values
