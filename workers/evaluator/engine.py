@@ -26,6 +26,7 @@ from typing import Any
 from validators.opensrp import Action, Plan
 from workers.evaluator import tasks as T
 from workers.evaluator.fhir import (
+    SharedParts,
     client_to_patient,
     event_to_questionnaire_response,
     location_to_fhir,
@@ -221,6 +222,7 @@ class Evaluator:
         self.view = Overlay(lookup, self.outcome)
         self.record = record
         self._fhir_cache: dict[str, Doc] = {}
+        self._shared = SharedParts()  # identifier elements the converted clients share (read only)
         self._reevaluating: set[str] = set()
         self._tables: dict[int, tuple[Plan, list[_ActionTable]]] = {}
 
@@ -263,7 +265,7 @@ class Evaluator:
             key = "C" + doc["baseEntityId"]
             found = cache.get(key)
             if found is None:
-                found = cache[key] = client_to_patient(doc)
+                found = cache[key] = client_to_patient(doc, shared=self._shared)
             return found
         if kind == "Event":
             return event_to_questionnaire_response(doc)

@@ -78,8 +78,32 @@ def location_to_fhir(doc: Doc, tz: tzinfo = UTC) -> Doc:
     return out
 
 
-def client_to_patient(doc: Doc) -> Doc:
-    """An OpenSRP Client (family or person) as a FHIR Patient."""
+def _relationship(relation: Any, ids: Any) -> Doc:
+    return {
+        "type": {
+            "coding": [{
+                "extension": [{"url": "relationships", "valueString": i} for i in ids],
+                "code": "relationship",
+            }],
+            "text": relation,
+        }
+    }
+
+
+class SharedParts:
+    """A memo for many conversions (the evaluator's, one per evaluation): the identifier elements of the
+    relationships and attributes clients have in common (a family's id, a residence) are then one object
+    shared by the resources, built once. Such resources must be read only."""
+
+    __slots__ = ("attributes", "relationships")
+
+    def __init__(self) -> None:
+        self.relationships: dict[str, dict[str, Doc]] = {}
+        self.attributes: dict[str, dict[str, Doc]] = {}
+
+
+def client_to_patient(doc: Doc, *, shared: SharedParts | None = None) -> Doc:
+    """An OpenSRP Client (family or person) as a FHIR Patient (``shared``: see :class:`SharedParts`)."""
     get = doc.get
     out: Doc = {"resourceType": "Patient", "id": doc["baseEntityId"]}
     identifiers: list[Doc]
@@ -88,19 +112,31 @@ def client_to_patient(doc: Doc) -> Doc:
     found = get("relationships")
     if found:
         for relation, ids in found.items():
-            identifiers.append({
-                "type": {
-                    "coding": [{
-                        "extension": [{"url": "relationships", "valueString": i} for i in ids],
-                        "code": "relationship",
-                    }],
-                    "text": relation,
-                }
-            })
+            if (shared is not None and type(ids) is list and len(ids) == 1 and type(ids[0]) is str
+                    and type(relation) is str):
+                memo = shared.relationships.get(relation)
+                if memo is None:
+                    memo = shared.relationships[relation] = {}
+                entry = memo.get(ids[0])
+                if entry is None:
+                    entry = memo[ids[0]] = _relationship(relation, ids)
+                identifiers.append(entry)
+            else:
+                identifiers.append(_relationship(relation, ids))
     found = get("attributes")
     if found:
         for key, value in found.items():
-            identifiers.append({"id": key, "type": {"coding": [{"code": "attribute"}]}, "value": str(value)})
+            text = str(value)
+            if shared is not None and type(key) is str:
+                memo = shared.attributes.get(key)
+                if memo is None:
+                    memo = shared.attributes[key] = {}
+                entry = memo.get(text)
+                if entry is None:
+                    entry = memo[text] = {"id": key, "type": {"coding": [{"code": "attribute"}]}, "value": text}
+                identifiers.append(entry)
+            else:
+                identifiers.append({"id": key, "type": {"coding": [{"code": "attribute"}]}, "value": text})
     if identifiers:
         out["identifier"] = identifiers
     # name parts: present, and not blank text

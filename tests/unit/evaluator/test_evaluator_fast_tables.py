@@ -86,3 +86,19 @@ def test_activation_decisions_do_not_depend_on_the_engine() -> None:
     assert runs[0][1]  # tasks were made
     assert sorted(t["_id"] for t in activate(Plan.model_validate(plan), lookup, NOW).tasks) == \
         sorted(t[0] for t in runs[0][1])
+
+
+def test_shared_parts_give_the_same_patients() -> None:
+    from workers.evaluator.fhir import SharedParts, client_to_patient
+
+    rng = random.Random(3)
+    shared = SharedParts()
+    values: list[object] = [None, "", "  ", "A", 0, 1, True, "x y"]
+    for n in range(3000):
+        doc: dict[str, object] = {"baseEntityId": f"c-{n}", "firstName": rng.choice(values),
+                                  "lastName": rng.choice(values), "birthdate": "2020-01-01T00:00"}
+        doc["relationships"] = rng.choice([{}, {"family": [f"f-{rng.randint(0, 3)}"]}, {"family": []},
+                                           {"m": ["a", "b"]}, {"x": [1]}])
+        doc["attributes"] = rng.choice([{}, {"residence": f"s-{rng.randint(0, 3)}"}, {"a": 1}, {"a": True},
+                                        {"a": "1"}])
+        assert client_to_patient(doc, shared=shared) == client_to_patient(doc)
