@@ -20,9 +20,9 @@ task, the devices' push durations, and, as the reference of the same run, the se
 (one small ``PUT`` then ``GET``, sequential, idle server) and the latency as a multiple of it.
 Figures only: never a pass/fail on time.
 
-50 Node processes on a 2-core machine are heavy (each ~40-60 MiB, start-up CPU, and all push at once): the
-figures then include the devices' own CPU contention with the server and the worker; ``--devices 20`` is the
-lighter variant.
+50 Node processes on a 2-core machine are heavy (starting them took ~40 s on the 2-core bench machine, and
+they all push at once): the figures then include the devices' own CPU contention with the server and the
+worker; ``--devices 20`` is the lighter variant.
 
     .venv/bin/python bench/workers_devices.py [--devices 50] [--events 2] [--rounds 3] [--structures 1000]
 """

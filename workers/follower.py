@@ -59,7 +59,8 @@ class Handler(Protocol):
 
     def follows(self, kind: str) -> bool: ...
 
-    # optional: ``feed_docs(db) -> bool``, False to read that database's feed without the documents
+    # optional: ``feed_docs(db) -> bool``, False to read that database's feed without the documents;
+    # ``batch_factor: int``, pages of that many times FIELDSYNC_BATCH_SIZE changes
 
     def process(self, db: str, changes: list[dict[str, Any]]) -> int:
         """Apply a batch; return how many documents it wrote. Raise on failure (the follower isolates it)."""

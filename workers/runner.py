@@ -67,7 +67,8 @@ class Runner:
                 key = (handler.name, db)
                 if key not in self.followers and handler.follows(kind):
                     self.followers[key] = Follower(
-                        self.couch, db, handler, dbs.audit, batch_size=self.settings.batch_size,
+                        self.couch, db, handler, dbs.audit,
+                        batch_size=self.settings.batch_size * int(getattr(handler, "batch_factor", 1)),
                         attempts=self.settings.change_attempts, shard=self.settings.shard,
                     )
                     log_event(log, "following", worker=handler.name, db=db)

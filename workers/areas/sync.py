@@ -38,6 +38,9 @@ REFRESH_EVERY = 5.0  # seconds between two looks at which area databases exist
 class AreaSync:
     name = "sync"
     conflicts = False
+    # pages of FIELDSYNC_BATCH_SIZE x 5 changes: a page is split among the areas, and each area's share costs
+    # three requests (_revs_diff, _bulk_get, _bulk_docs) whatever its size
+    batch_factor = 5
 
     def __init__(self, couch: Couch, settings: Settings) -> None:
         self.couch = couch
