@@ -385,19 +385,27 @@ class Couch:
         return list(result.get("rows", []))
 
     def iter_view(self, db: str, ddoc: str, view: str, *, page: int = 1000, **params: Any) -> Iterator[Doc]:
-        """Every row of a view, in pages (bounded memory), by startkey/startkey_docid."""
+        """Every row of a view, in pages (bounded memory). A page starts at the last key seen, skipping the rows
+        of that key already returned: PouchDB Server ignores ``startkey_docid``, so paging by it would return
+        the same page forever once more than a page of rows share one key."""
         params = dict(params)
         params.pop("limit", None)
-        skip = 0
+        params.pop("skip", None)
+        last_key: Any = None
+        same_key = 0  # rows already returned whose key is ``last_key``
+        first = True
         while True:
-            rows = self.view(db, ddoc, view, limit=page + 1, skip=skip, **params)
-            yield from rows[:page]
-            if len(rows) <= page:
+            extra = {} if first else {"startkey": last_key, "skip": same_key}
+            rows = self.view(db, ddoc, view, limit=page, **{**params, **extra})
+            first = False
+            for row in rows:
+                if row["key"] == last_key:
+                    same_key += 1
+                else:
+                    last_key, same_key = row["key"], 1
+                yield row
+            if len(rows) < page:
                 return
-            last = rows[page]
-            params["startkey"] = last["key"]
-            params["startkey_docid"] = last["id"]
-            skip = 0
 
     # ------------------------------------------------------------------ feeds and checkpoints
 

@@ -125,3 +125,15 @@ def test_cli_init_and_users(cli_env: dict[str, str], couch: Couch, settings: Set
     assert added.returncode == 0, added.stderr
     assert provision.user_roles(couch, "dave") == ["chw", "spray_operator"]
     assert couch.get_security(settings.dbs.user_meta("dave"))["members"]["names"] == ["dave"]
+
+
+def test_iter_view_pages_through_many_rows_with_one_key(couch: Couch, initialised: Settings) -> None:
+    """More rows share one key than fit a page (PouchDB Server ignores startkey_docid): every row once."""
+    s = initialised
+    tasks = [{"_id": f"t-{i:03d}", "type": "Task", "planIdentifier": "p", "status": "Ready",
+              "businessStatus": "Not Visited", "code": "IRS" if i < 25 else "BCC"} for i in range(32)]
+    couch.save_many(s.dbs.main, tasks)
+    rows = list(couch.iter_view(s.dbs.main, "fieldsync", "tasks_by_plan_status", page=10, reduce=False,
+                                startkey=["p"], endkey=["p", {}]))
+    assert sorted(r["id"] for r in rows) == [t["_id"] for t in tasks]
+    assert len(rows) == 32
