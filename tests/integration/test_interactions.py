@@ -214,3 +214,26 @@ def test_kill_9_during_a_pass_then_again_gives_the_same_documents(
     expected = {d["_id"]: d for docs in everything.values() for d in merge_day(docs)}
     assert {k: {f: v for f, v in d.items() if f != "_rev"} for k, d in daily.items()} == expected
     assert all(_left(couch, s, u) == [] for u in users)
+
+
+def test_a_record_updated_on_the_device_and_synced_again_arrives_updated(
+    couch: Couch, tracked: Settings, tmp_path: Path
+) -> None:
+    """CHT rewrites the day's record as the day goes on: the second push is an update of a document the server
+    has (replicated with new_edits:false through the meta database's validate_doc_update). PouchDB Server 4.2
+    used to drop such updates silently; server/server.js fixes its validation plugin."""
+    s = tracked
+    url = _meta_url(s, "greg", "greg-pw")
+    events = _events(T0, 30)
+    with Device(tmp_path / "phone", "phone") as phone:
+        phone.put("meta", _record("greg", "phone", events[:10]))
+        assert phone.push("meta", url)["docs_written"] == 1
+        morning = phone.get("meta", daily_doc_id("greg", "phone", DAY))
+        phone.put("meta", {**_record("greg", "phone", events), "_rev": morning["_rev"]})
+        assert phone.push("meta", url)["docs_written"] == 1
+        local = phone.get("meta", daily_doc_id("greg", "phone", DAY))
+    stored = couch.get(s.dbs.user_meta("greg"), daily_doc_id("greg", "phone", DAY)) or {}
+    assert stored["_rev"] == local["_rev"] and stored["_rev"].startswith("2-")
+    assert len(stored["sessions"][0]["events"]) == 30
+    job.run_pass(couch, s)
+    assert _daily(couch, s)[daily_doc_id("greg", "phone", DAY)]["summary"]["events"] == 30
