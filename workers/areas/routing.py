@@ -116,26 +116,34 @@ def _area_of_location(location_id: str, index: Index) -> str | None:
     return place.parent
 
 
-def _area_of_entity(entity_id: str, index: Index, depth: int = 0) -> str | None:
-    """The area of a structure, a family or a member id."""
-    if depth > 3:
-        return None
-    place = index.place(entity_id)
-    if place is not None:
-        return _area_of_location(entity_id, index)
-    resident = index.resident(entity_id)
-    if resident is None:
-        return None
+# the field naming a document's jurisdiction, and the field naming its entity
+_PLACE_AND_ENTITY = {"Event": ("locationId", "baseEntityId"), "Task": ("groupIdentifier", "for")}
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _area_of_resident(resident: Resident, index: Index, depth: int = 0) -> str | None:
+    """Where a client lives: its residence's area, else (a member) its family's."""
     if resident.residence:
         found = _area_of_location(resident.residence, index)
         if found:
             return found
     for family in resident.families:
-        if family != entity_id:
+        if family != resident.id and depth < 3:
             found = _area_of_entity(family, index, depth + 1)
             if found:
                 return found
     return None
+
+
+def _area_of_entity(entity_id: str, index: Index, depth: int = 0) -> str | None:
+    """The area of a structure, a family or a member id."""
+    if index.place(entity_id) is not None:
+        return _area_of_location(entity_id, index)
+    resident = index.resident(entity_id)
+    return _area_of_resident(resident, index, depth) if resident is not None else None
 
 
 def home_area(doc: Doc, index: Index) -> str | None:
@@ -145,35 +153,13 @@ def home_area(doc: Doc, index: Index) -> str | None:
         return None if doc.get("jurisdiction") is True else _parent(doc)
     if kind == "Client":
         resident = resident_of(doc)
-        if resident is None:
-            return None
-        if resident.residence:
-            found = _area_of_location(resident.residence, index)
-            if found:
-                return found
-        for family in resident.families:
-            if family != resident.id:
-                found = _area_of_entity(family, index)
-                if found:
-                    return found
+        return _area_of_resident(resident, index) if resident is not None else None
+    fields = _PLACE_AND_ENTITY.get(str(kind))
+    if fields is None:
         return None
-    if kind == "Event":
-        location = doc.get("locationId")
-        if isinstance(location, str) and location:
-            found = _area_of_location(location, index)
-            if found:
-                return found
-        entity = doc.get("baseEntityId")
-        return _area_of_entity(entity, index) if isinstance(entity, str) and entity else None
-    if kind == "Task":
-        group = doc.get("groupIdentifier")
-        if isinstance(group, str) and group:
-            found = _area_of_location(group, index)
-            if found:
-                return found
-        entity = doc.get("for")
-        return _area_of_entity(entity, index) if isinstance(entity, str) and entity else None
-    return None
+    place, entity = _text(doc.get(fields[0])), _text(doc.get(fields[1]))
+    found = _area_of_location(place, index) if place else None
+    return found or (_area_of_entity(entity, index) if entity else None)
 
 
 def _parent(doc: Doc) -> str | None:
@@ -211,8 +197,8 @@ def areas_of(doc: Doc, index: Index, known: dict[str, list[str]]) -> set[str]:
 
 def _at_jurisdiction(doc: Doc, index: Index) -> bool:
     """A task or event attached to a jurisdiction itself rather than to a structure, family or member."""
-    target = doc.get("for") if doc.get("type") == "Task" else doc.get("baseEntityId")
-    if not isinstance(target, str) or not target:
+    target = _text(doc.get(_PLACE_AND_ENTITY[str(doc.get("type"))][1]))
+    if target is None:
         return False
     place = index.place(target)
     return place is not None and place.jurisdiction
