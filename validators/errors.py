@@ -26,3 +26,14 @@ class DocumentError(Exception):
 
     def __reduce__(self) -> tuple[type[DocumentError], tuple[str | None, str, str, str]]:
         return (DocumentError, (self.doc_id, self.field, self.reason, self.kind))
+
+
+def field_path(loc: tuple[int | str, ...]) -> str:
+    """A pydantic error location as a field path: ``("action", 2, "condition")`` -> ``action[2].condition``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + part
+    return out

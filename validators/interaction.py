@@ -55,7 +55,7 @@ from pydantic import (
     model_validator,
 )
 
-from validators.errors import DocumentError
+from validators.errors import DocumentError, field_path
 
 DOC_TYPE = "interaction-log"
 ID_PREFIX = "interaction"
@@ -256,16 +256,6 @@ def daily_doc_id(user: str, device_id: str, date: str) -> str:
     return f"{ID_PREFIX}-{date}-{user}-{device_id}"
 
 
-def _field(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + part
-    return out
-
-
 def _doc_id(doc: dict[str, Any]) -> str | None:
     value = doc.get("_id")
     return value if isinstance(value, str) and value else None
@@ -284,7 +274,7 @@ def _parse(model: type[InteractionLog], doc: object) -> InteractionLog:
     except ValidationError as error:
         first = error.errors(include_url=False, include_input=False)[0]
         reason = str(first["msg"]).removeprefix("Value error, ")
-        raise DocumentError(doc_id, _field(tuple(first["loc"])), reason, KIND) from None
+        raise DocumentError(doc_id, field_path(tuple(first["loc"])), reason, KIND) from None
 
 
 def validate_record(doc: dict[str, Any], *, expected_user: str | None) -> InteractionLog:

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from validators.errors import DocumentError
+from validators.errors import DocumentError, field_path
 from validators.expressions import ExpressionError, unescape, validate
 
 
@@ -350,16 +350,6 @@ def _doc_id(doc: dict[str, Any]) -> str | None:
     return None
 
 
-def _field(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + part
-    return out
-
-
 def parse_document(doc: dict[str, Any]) -> Document:
     """Validate one document and return its model; raise ``DocumentError`` (id, field, reason) otherwise."""
     if not isinstance(doc, dict):
@@ -374,6 +364,6 @@ def parse_document(doc: dict[str, Any]) -> Document:
         result = model.model_validate(doc)
     except ValidationError as error:
         first = error.errors()[0]
-        raise DocumentError(doc_id, _field(tuple(first["loc"])), first["msg"], kind=kind.lower()) from error
+        raise DocumentError(doc_id, field_path(tuple(first["loc"])), first["msg"], kind=kind.lower()) from error
     assert isinstance(result, Plan | Task | Location | Client | Event | FhirResource)
     return result
