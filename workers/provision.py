@@ -5,6 +5,7 @@ Every function is idempotent and writes only what differs: a second ``init`` cha
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,8 +58,8 @@ def _normal_security(security: Doc) -> Doc:
     return {"admins": part("admins"), "members": part("members")}
 
 
-def ensure_db(couch: Couch, db: str, security: Doc, kind: str) -> Report:
-    """The database exists, has exactly this ``_security`` and the design documents of its kind."""
+def ensure_db(couch: Couch, db: str, security: Doc, design_docs: list[Doc]) -> Report:
+    """The database exists, has exactly this ``_security`` and these design documents."""
     report = Report()
     if couch.create_db(db):
         report.created.append(db)
@@ -66,7 +67,7 @@ def ensure_db(couch: Couch, db: str, security: Doc, kind: str) -> Report:
     if db in report.created or _normal_security(couch.get_security(db)) != _normal_security(security):
         couch.put_security(db, security)
         report.secured.append(db)
-    report.merge(deploy_design_docs(couch, db, kind))
+    report.merge(write_design_docs(couch, db, design_docs))
     return report
 
 
@@ -74,9 +75,19 @@ def same_security(current: Doc, wanted: Doc) -> bool:
     return _normal_security(current) == _normal_security(wanted)
 
 
-def deploy_design_docs(couch: Couch, db: str, kind: str) -> Report:
-    """Write the design documents of ``kind`` whose content changed; leave the others alone."""
-    return write_design_docs(couch, db, design_docs_for(kind))
+AREA_TOKEN = "__FIELDSYNC_AREA__"
+
+
+def area_design_docs(area: str) -> list[Doc]:
+    """An area database's design documents: one per area, the area id written into the validation function
+    (which has no other way to know which area its database holds)."""
+    out = []
+    for ddoc in design_docs_for("area"):
+        text = ddoc.get("validate_doc_update")
+        if isinstance(text, str):
+            ddoc = {**ddoc, "validate_doc_update": text.replace(f"'{AREA_TOKEN}'", json.dumps(area))}
+        out.append(ddoc)
+    return out
 
 
 def write_design_docs(couch: Couch, db: str, wanted: list[Doc]) -> Report:
@@ -110,9 +121,9 @@ def init(couch: Couch, settings: Settings) -> Report:
     """Create the databases, their security and design documents, and the default settings document."""
     dbs = settings.dbs
     report = Report()
-    report.merge(ensure_db(couch, dbs.main, ADMIN_ONLY, "main"))
-    report.merge(ensure_db(couch, dbs.users_meta, ADMIN_ONLY, "users-meta"))
-    report.merge(ensure_db(couch, dbs.audit, ADMIN_ONLY, "audit"))
+    report.merge(ensure_db(couch, dbs.main, ADMIN_ONLY, design_docs_for("main")))
+    report.merge(ensure_db(couch, dbs.users_meta, ADMIN_ONLY, design_docs_for("users-meta")))
+    report.merge(ensure_db(couch, dbs.audit, ADMIN_ONLY, design_docs_for("audit")))
     if couch.get(dbs.main, SETTINGS_ID) is None:
         try:
             couch.put(dbs.main, default_settings())
@@ -123,10 +134,8 @@ def init(couch: Couch, settings: Settings) -> Report:
     for db in couch.all_dbs():
         kind = dbs.kind(db)
         if kind == "user-meta":
-            report.merge(deploy_design_docs(couch, db, kind))
+            report.merge(write_design_docs(couch, db, design_docs_for(kind)))
         elif kind == "area":
-            from workers.areas.assignments import area_design_docs
-
             report.merge(write_design_docs(couch, db, area_design_docs(dbs.area_of(db) or "")))
     log_event(log, "init", created=len(report.created), secured=len(report.secured),
               design_docs=len(report.design_docs), documents=len(report.documents))
@@ -157,7 +166,7 @@ def add_user(couch: Couch, settings: Settings, name: str, password: str | None, 
         if changed != existing:
             couch.put(USERS_DB, changed)
             report.documents.append(f"{USERS_DB}/{doc_id}")
-    report.merge(ensure_db(couch, settings.dbs.user_meta(name), members_security([name]), "user-meta"))
+    report.merge(ensure_db(couch, settings.dbs.user_meta(name), members_security([name]), design_docs_for("user-meta")))
     log_event(log, "user", user=name, roles=",".join(roles), writes=report.writes)
     return report
 

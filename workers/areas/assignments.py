@@ -23,9 +23,6 @@ from workers.settings import Settings
 
 log = logging.getLogger("fieldsync.areas")
 
-AREA_TOKEN = "__FIELDSYNC_AREA__"
-
-
 class Assignments(BaseModel):
     users: dict[str, list[str]] = Field(default_factory=dict)  # user -> area ids
     teams: dict[str, list[str]] = Field(default_factory=dict)  # plan id -> team roles
@@ -74,26 +71,10 @@ def all_plans(couch: Couch, settings: Settings) -> list[Doc]:
     return list({r["doc"]["_id"]: r["doc"] for r in rows if r.get("doc")}.values())
 
 
-def area_design_docs(area: str) -> list[Doc]:
-    """The area databases' design documents, with the area id written into their validation function."""
-    import json
-
-    from couch_design import design_docs_for
-
-    out = []
-    for ddoc in design_docs_for("area"):
-        text = ddoc.get("validate_doc_update")
-        if isinstance(text, str):
-            ddoc = {**ddoc, "validate_doc_update": text.replace(f"'{AREA_TOKEN}'", json.dumps(area))}
-        out.append(ddoc)
-    return out
-
-
 def ensure_area(couch: Couch, settings: Settings, area: str, security: Doc) -> bool:
     """The area's database exists with this ``_security`` and its design documents; True when it was created."""
     db = settings.dbs.area(area)
-    report = provision.ensure_db(couch, db, security, "none")
-    provision.write_design_docs(couch, db, area_design_docs(area))
+    report = provision.ensure_db(couch, db, security, provision.area_design_docs(area))
     if report.secured:
         log_event(log, "area security", area=area, db=db, names=",".join(security["members"]["names"]),
                   roles=",".join(security["members"]["roles"]))

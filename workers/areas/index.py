@@ -73,7 +73,3 @@ class MainIndex:
         if client_id not in self._places and client_id not in self._residents:
             self._load(client_id)
         return self._residents.get(client_id)
-
-    def forget(self, doc_id: str) -> None:
-        self._places.pop(doc_id, None)
-        self._residents.pop(doc_id, None)

@@ -119,9 +119,7 @@ class AreaSync:
             doc = change.get("doc") or {}
             bodies.append((change, self._previous_body(doc) if doc.get("_deleted") else doc))
         live = [body for _, body in bodies if body]
-        for body in live:
-            self.index.forget(str(body.get("_id")))
-        self.index.learn(live)
+        self.index.learn(live)  # replaces what the index knew of these documents
         self.index.prefetch(live)
         by_area: dict[str, dict[str, list[str]]] = {}
         security_dirty = False

@@ -11,8 +11,8 @@ from workers.couch import Couch
 from workers.settings import Settings
 
 
-def _apply(client: Couch, settings: Settings, areas: list[str] | None) -> None:
-    index = MainIndex(client, settings.dbs.main)
+def _apply(client: Couch, settings: Settings, areas: list[str] | None, index: MainIndex | None = None) -> None:
+    index = index or MainIndex(client, settings.dbs.main)
     changed = assignments.apply_security(client, settings, index, areas)
     for area in changed:
         security = client.get_security(settings.dbs.area(area))
@@ -27,7 +27,7 @@ def cmd_assign(args: argparse.Namespace, settings: Settings) -> int:
     for area in args.areas:
         assignments.check_area(index, area)
     assignments.update(client, settings, lambda a: a.users.setdefault(args.user, []).extend(args.areas))
-    _apply(client, settings, args.areas)
+    _apply(client, settings, args.areas, index)
     out(f"{args.user} syncs {', '.join(args.areas)}")
     return 0
 
