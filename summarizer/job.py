@@ -159,7 +159,8 @@ def run_pass(couch: Couch, settings: Settings, *, date: str | None = None, full:
         if not full and date is None:
             # the interval pass skips the databases with nothing new since the last pass (a full pass reads
             # them all: no need to ask)
-            checkpoint = couch.get_local(db, CHECKPOINT) or {}
+            # kept in the users-meta database: the user can write the _local documents of their own meta database
+            checkpoint = couch.get_local(settings.dbs.users_meta, f"{CHECKPOINT}@{db}") or {}
             if checkpoint.get("seq") == couch.update_seq(db):
                 report.skipped_unchanged += 1
                 continue
@@ -169,7 +170,8 @@ def run_pass(couch: Couch, settings: Settings, *, date: str | None = None, full:
         merge_database(couch, settings, db, user, permitted, report, date=date)
         if report.records > before:
             report.users += 1
-        couch.put_local(db, CHECKPOINT, {"seq": couch.update_seq(db), "at": now_iso(), "permitted": permitted})
+        couch.put_local(settings.dbs.users_meta, f"{CHECKPOINT}@{db}",
+                        {"seq": couch.update_seq(db), "at": now_iso(), "permitted": permitted})
     report.ms = round((time.perf_counter() - started) * 1000, 1)
     _record(couch, settings, report)
     log_event(log, "pass", users=report.users, databases=report.databases, records=report.records,

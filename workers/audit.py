@@ -40,6 +40,35 @@ def parked_record(worker: str, db: str, change: dict[str, Any], error: str, atte
     }
 
 
+def receipt_id(doc_id: str, rev: str) -> str:
+    return stable_id("receipt", doc_id, rev)
+
+
+def receipt_record(db: str, source: str, doc_id: str, rev: str, seen_at: str) -> Doc:
+    """When the server first saw a revision a device wrote (``seen_at``), before it is copied into ``db``: the
+    conflict resolver clamps the revision's claimed time to it (:mod:`workers.conflicts.winner`). Written
+    once: a later copy of the same revision keeps the first time."""
+    return {"_id": receipt_id(doc_id, rev), "kind": "receipt", "db": db, "source": source, "docId": doc_id,
+            "rev": rev, "createdAt": seen_at}
+
+
+def receipts(couch: Couch, audit_db: str, refs: list[tuple[str, str]]) -> dict[tuple[str, str], float]:
+    """(doc id, rev) -> seconds since the epoch when the server first saw it, for the refs with a receipt."""
+    if not refs:
+        return {}
+    wanted = {receipt_id(doc_id, rev): (doc_id, rev) for doc_id, rev in refs}
+    out: dict[tuple[str, str], float] = {}
+    for doc_id, doc in couch.get_many(audit_db, sorted(wanted)).items():
+        if doc.get("kind") != "receipt":
+            continue
+        try:
+            seen = datetime.fromisoformat(str(doc.get("createdAt")).replace("Z", "+00:00"))
+        except ValueError:
+            continue
+        out[wanted[doc_id]] = seen.timestamp()
+    return out
+
+
 def write_once(couch: Couch, audit_db: str, record: Doc) -> bool:
     """Write an audit record unless one with its id exists already; True when this call wrote it."""
     try:

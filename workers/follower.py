@@ -3,9 +3,13 @@
 - reads ``_changes`` in pages of ``batch_size`` (bounded memory whatever the backlog), with the documents;
 - hands each batch to the worker's handler; a batch that fails is split and each change retried up to
   ``attempts`` times, then parked in the audit database with the error, and the follower goes on;
-- writes the checkpoint (``_local/fieldsync-<worker>`` of the followed database, never replicated) only after
-  the batch's effects are written, so a kill at any moment replays at most one batch, which handlers treat
-  idempotently (deterministic ids, writes only when something differs);
+- writes the checkpoint only after the batch's effects are written, so a kill at any moment replays at most one
+  batch, which handlers treat idempotently (deterministic ids, writes only when something differs);
+- keeps the checkpoint where no device user can write: ``_local/fieldsync-<worker>@<db>`` in the audit
+  database, never in the followed database (any member of an area or meta database can overwrite its
+  ``_local`` documents: a far ``seq`` there would hide their later writes from the workers). A checkpoint the
+  server refuses (malformed, or from another server) is reset to the start with a warning, never fatal: the
+  handlers are idempotent, so a replay costs time, not correctness;
 - skips design documents and the revisions this process wrote itself (no loops);
 - lets :class:`workers.errors.ServerUnreachable` through, so the runner waits with backoff and resumes from
   the checkpoint.
@@ -23,7 +27,7 @@ from typing import Any, Protocol
 
 from workers.audit import now_iso, parked_record, write_once
 from workers.couch import Couch, Doc
-from workers.errors import ServerUnreachable
+from workers.errors import ServerError, ServerUnreachable
 from workers.logs import log_event
 
 log = logging.getLogger("fieldsync.follower")
@@ -79,7 +83,7 @@ class Step:
 class Follower:
     def __init__(
         self, couch: Couch, db: str, handler: Handler, audit_db: str, *, batch_size: int = 200, attempts: int = 3,
-        shard: tuple[int, int] = (0, 1),
+        shard: tuple[int, int] = (0, 1), legacy_name: str | None = None,
     ) -> None:
         self.couch = couch
         self.db = db
@@ -89,18 +93,25 @@ class Follower:
         self.attempts = attempts
         # several processes share a feed by document id (FIELDSYNC_WORKER_SHARD=i/n), each with its checkpoint
         self.shard = shard
-        suffix = f"-{shard[0]}of{shard[1]}" if shard[1] > 1 else ""
-        self.checkpoint_name = f"fieldsync-{handler.name}{suffix}"
+        self.checkpoint_name = checkpoint_name(handler.name, db, shard)
+        # before checkpoints moved to the audit database, the main and audit databases kept their own: those
+        # are read once (no device can write there); an area's or a meta database's old one is never trusted
+        self.legacy_name = legacy_name if legacy_name is not None else None
         self._checkpoint: Doc | None = None
 
     # ----------------------------------------------------------------------------- checkpoint
 
     def checkpoint(self) -> Doc:
         if self._checkpoint is None:
-            self._checkpoint = self.couch.get_local(self.db, self.checkpoint_name) or {
-                "seq": 0, "processed": 0, "parked": 0, "writes": 0,
-            }
+            found = self.couch.get_local(self.audit_db, self.checkpoint_name)
+            if found is None and self.legacy_name:
+                found = self.couch.get_local(self.db, self.legacy_name)
+            self._checkpoint = found or {"seq": 0, "processed": 0, "parked": 0, "writes": 0}
         return self._checkpoint
+
+    def reset(self) -> None:
+        """Forget the checkpoint read (after an outage): the next step reads it again from the server."""
+        self._checkpoint = None
 
     def _save_checkpoint(self, seq: Any, processed: int, writes: int, parked: int, error: str | None) -> None:
         current = self.checkpoint()
@@ -114,7 +125,7 @@ class Follower:
             "lastError": error if error is not None else current.get("lastError"),
             "updatedAt": now_iso(),
         }
-        self.couch.put_local(self.db, self.checkpoint_name, updated)
+        self.couch.put_local(self.audit_db, self.checkpoint_name, updated)
         self._checkpoint = updated
 
     # ----------------------------------------------------------------------------- one batch
@@ -124,10 +135,20 @@ class Follower:
         since = self.checkpoint().get("seq", 0)
         # a handler may read the feed without the documents (and fetch the few it needs itself)
         with_docs = bool(getattr(self.handler, "feed_docs", lambda db: True)(self.db))
-        page = self.couch.changes(
-            self.db, since, limit=self.batch_size, include_docs=with_docs, conflicts=self.handler.conflicts,
-            style="all_docs",
-        )
+        try:
+            page = self.couch.changes(
+                self.db, since, limit=self.batch_size, include_docs=with_docs, conflicts=self.handler.conflicts,
+                style="all_docs",
+            )
+        except ServerError as exc:
+            # CouchDB answers 400 to a malformed sequence; PouchDB Server may fail with a 500 instead. A 500 on a
+            # well-formed checkpoint is the server's trouble, not the checkpoint's: let it through
+            if since in (0, "0", None) or not (exc.status == 400 or (exc.status >= 500 and not _well_formed(since))):
+                raise
+            log_event(log, "checkpoint reset", logging.WARNING, worker=self.handler.name, db=self.db,
+                      seq=str(since)[:80], error=_describe(exc))
+            self._save_checkpoint(0, 0, 0, 0, f"checkpoint reset: the server refused since={str(since)[:80]}")
+            return Step(0, 0, 0, False, (time.perf_counter() - started) * 1000)
         if not page.results:
             return Step(0, 0, 0, True, (time.perf_counter() - started) * 1000)
         relevant = [c for c in page.results if self._relevant(c)]
@@ -187,6 +208,25 @@ class Follower:
         """Changes after the checkpoint (the lag), counted up to ``cap``."""
         page = self.couch.changes(self.db, self.checkpoint().get("seq", 0), limit=cap, include_docs=False)
         return len(page.results)
+
+
+def checkpoint_name(worker: str, db: str, shard: tuple[int, int] = (0, 1)) -> str:
+    """The name of a worker's checkpoint of ``db`` (a ``_local`` document of the audit database)."""
+    suffix = f"-{shard[0]}of{shard[1]}" if shard[1] > 1 else ""
+    return f"fieldsync-{worker}{suffix}@{db}"
+
+
+def legacy_checkpoint_name(worker: str, shard: tuple[int, int] = (0, 1)) -> str:
+    """Where checkpoints were kept before, in the followed database itself."""
+    suffix = f"-{shard[0]}of{shard[1]}" if shard[1] > 1 else ""
+    return f"fieldsync-{worker}{suffix}"
+
+
+def _well_formed(seq: Any) -> bool:
+    """A sequence as CouchDB 3 (``N-opaque``) or PouchDB Server (an integer) writes one."""
+    if isinstance(seq, int) and not isinstance(seq, bool):
+        return seq >= 0
+    return isinstance(seq, str) and len(seq) < 10_000 and (seq.isdigit() or seq.split("-", 1)[0].isdigit())
 
 
 def shard_of(key: str, count: int) -> int:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from workers.couch import Couch
 from workers.errors import ServerUnreachable
-from workers.follower import Follower, Handler
+from workers.follower import Follower, Handler, legacy_checkpoint_name
 from workers.logs import log_event
 from workers.settings import Settings
 
@@ -30,6 +30,10 @@ class RunStats:
     parked: int = 0
     per_db: dict[str, int] = field(default_factory=dict)
 
+
+# databases no device user can write: an old checkpoint kept in them (before checkpoints moved to the audit
+# database) is still trusted once
+TRUSTED_KINDS = ("main", "audit", "users-meta")
 
 # Extra work a worker does between feed batches (e.g. a plan activation in progress). Returns True when it
 # did something, False when it has nothing left to do.
@@ -70,6 +74,8 @@ class Runner:
                         self.couch, db, handler, dbs.audit,
                         batch_size=self.settings.batch_size * int(getattr(handler, "batch_factor", 1)),
                         attempts=self.settings.change_attempts, shard=self.settings.shard,
+                        legacy_name=legacy_checkpoint_name(handler.name, self.settings.shard)
+                        if kind in TRUSTED_KINDS else None,
                     )
                     log_event(log, "following", worker=handler.name, db=db)
         self._last_discovery = time.monotonic()
@@ -109,7 +115,7 @@ class Runner:
                 log_event(log, "server unreachable, waiting", logging.WARNING, attempt=outage_attempt,
                           wait_s=wait, error=str(exc))
                 for follower in self.followers.values():
-                    follower._checkpoint = None  # re-read checkpoints after the outage
+                    follower.reset()  # re-read checkpoints after the outage
                 stop.wait(wait)
                 continue
             if busy:

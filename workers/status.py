@@ -36,7 +36,7 @@ def feeds(couch: Couch, settings: Settings) -> list[FeedStatus]:
             if not handler.follows(kind):
                 continue
             follower = Follower(couch, db, handler, settings.dbs.audit, shard=settings.shard)
-            cp = couch.get_local(db, follower.checkpoint_name) or {}
+            cp = follower.checkpoint()
             rows.append(FeedStatus(
                 worker=handler.name, db=db, seq=cp.get("seq", 0), pending=follower.pending(),
                 processed=int(cp.get("processed", 0)), writes=int(cp.get("writes", 0)),

@@ -6,12 +6,14 @@ from typing import Any
 
 from workers.areas.assignments import Assignments, security_for
 from workers.areas.routing import (
+    OnServer,
     Place,
     Resident,
     areas_of,
     chain,
     device_write_refusal,
     home_area,
+    parent_rev,
     place_of,
     resident_of,
 )
@@ -90,11 +92,77 @@ def test_shared_documents_go_to_every_area_they_concern() -> None:
 
 
 def test_the_worker_refuses_a_family_of_another_area() -> None:
-    assert device_write_refusal(_client("fam2", "s2"), "north", INDEX) == (
+    assert device_write_refusal(_client("fam2", "s2"), "north", INDEX, KNOWN) == (
         "Client fam2 belongs to operational area south, not north")
-    assert device_write_refusal(_client("fam3", "s1"), "north", INDEX) is None
-    assert device_write_refusal(_client("fam4", "s-unknown"), "north", INDEX) is None  # nothing to prove
-    assert device_write_refusal({"_id": "x", "_deleted": True}, "north", INDEX) is None
+    assert device_write_refusal(_client("fam3", "s1"), "north", INDEX, KNOWN) is None
+    # a new client the worker cannot place is not waved through
+    assert "cannot tell" in str(device_write_refusal(_client("fam4", "s-unknown"), "north", INDEX, KNOWN))
+    assert "devices do not delete" in str(device_write_refusal({"_id": "x", "_deleted": True}, "north", INDEX, KNOWN))
+
+
+def _task(tid: str, area: str, entity: str, **fields: Any) -> Doc:
+    return {"_id": tid, "type": "Task", "identifier": tid, "planIdentifier": "p", "groupIdentifier": area,
+            "for": entity, "code": "IRS", "status": "Ready", "businessStatus": "Not Visited",
+            "lastModified": "2026-11-23T08:00:00.000Z", **fields}
+
+
+def test_spoofed_ids_are_refused_whatever_type_the_device_claims() -> None:
+    """The attacks of issue 10, item 1, against the pure rule: the id decides, not what the content says."""
+    assignments_doc = {"_id": "assignments", "users": {"ana": ["north"]}}
+    spoof = {**_client("assignments", "s1"), "users": {"ana": ["north", "south"]}, "dateEdited": "2099-01-01"}
+    assert "reserved id" in str(device_write_refusal(spoof, "north", INDEX, KNOWN, OnServer(assignments_doc)))
+    assert "reserved id" in str(device_write_refusal({**spoof, "_id": "settings"}, "north", INDEX, KNOWN))
+    assert "reserved id" in str(device_write_refusal({**spoof, "_id": "_design/x"}, "north", INDEX, KNOWN))
+    # another area's member, rewritten to live here
+    theirs = _client("fam2", "s2")
+    hijack = {**_client("fam2", "s1"), "firstName": "HIJACKED"}
+    assert "belongs to south on the server" in str(
+        device_write_refusal(hijack, "north", INDEX, KNOWN, OnServer(theirs)))
+    # another area's structure moved into this one
+    moved = _s("s2", "north")
+    assert "belongs to south on the server" in str(
+        device_write_refusal(moved, "north", INDEX, KNOWN, OnServer(_s("s2", "south"))))
+    # a plan, a task, a jurisdiction turned into a client of this area
+    plan = {"_id": "p", "type": "Plan", "jurisdiction": [{"code": "district"}]}
+    for existing in (plan, _task("t1", "north", "s1"), _j("north", "district")):
+        refusal = device_write_refusal({**_client(str(existing["_id"]), "s1")}, "north", INDEX, KNOWN,
+                                       OnServer(existing))
+        assert refusal is not None and "type" in refusal, existing
+    # an id deleted on the server is not brought back
+    assert "deleted on the server" in str(
+        device_write_refusal(_client("fam9", "s1"), "north", INDEX, KNOWN, OnServer(None, deleted=True)))
+    # devices never create tasks or plans, even with new ids
+    assert "creates structures, clients and events only" in str(
+        device_write_refusal(_task("t-new", "north", "s1"), "north", INDEX, KNOWN))
+
+
+def test_a_device_edits_its_own_areas_documents() -> None:
+    mine = _client("fam1", "s1")
+    assert device_write_refusal({**mine, "firstName": "Edited"}, "north", INDEX, KNOWN, OnServer(mine)) is None
+    task = _task("t1", "north", "s1")
+    done = {**task, "status": "Completed", "businessStatus": "Sprayed", "lastModified": "2026-11-23T09:00:00Z",
+            "note": [{"authorString": "ana", "time": "2026-11-23T09:00:00Z", "text": "ok"}]}
+    assert device_write_refusal(done, "north", INDEX, KNOWN, OnServer(task)) is None
+    # the task's plan fields are the plan's; the status is one a task may hold; a note is a list of annotations
+    assert "code: a device may change" in str(
+        device_write_refusal({**done, "code": "Other"}, "north", INDEX, KNOWN, OnServer(task)))
+    assert "status: not a task status" in str(
+        device_write_refusal({**done, "status": "Bogus"}, "north", INDEX, KNOWN, OnServer(task)))
+    assert "note: a list" in str(
+        device_write_refusal({**done, "note": "free text"}, "north", INDEX, KNOWN, OnServer(task)))
+    # compared with the revision the device started from, not with a later server edit
+    later = {**task, "executionPeriod": {"start": "2026-11-24"}}
+    assert device_write_refusal(done, "north", INDEX, KNOWN, OnServer(later, parent=task)) is None
+    # another area's task, even unchanged in its fields, is not this area's to edit
+    south_task = _task("t2", "south", "s2")
+    assert "belongs to south" in str(
+        device_write_refusal({**south_task, "status": "Completed"}, "north", INDEX, KNOWN, OnServer(south_task)))
+
+
+def test_parent_rev_reads_the_revision_history() -> None:
+    assert parent_rev({"_revisions": {"start": 3, "ids": ["c", "b", "a"]}}) == "2-b"
+    assert parent_rev({"_revisions": {"start": 1, "ids": ["a"]}}) is None
+    assert parent_rev({}) is None
 
 
 def test_security_admits_assigned_users_and_the_teams_of_covering_plans() -> None:

@@ -83,3 +83,32 @@ def test_resolution_writes_never_fork() -> None:
 def test_one_leaf_is_not_a_conflict() -> None:
     with pytest.raises(ValueError):
         choose([_task("1-a", None)])
+
+
+def test_a_forged_2099_clock_is_clamped_to_when_the_server_first_saw_the_revision() -> None:
+    """Issue 10, item 2: the device that claims 2099 arrived at 09:05; the honest edit claims 09:30 and arrived
+    at 09:31. Unclamped, 2099 wins forever; clamped, the honest later edit wins."""
+    forged = _task("2-f", "2099-01-01T00:00:00Z", businessStatus="Sprayed")
+    honest = _task("2-h", "2026-11-23T09:30:00Z", businessStatus="Not Sprayed")
+    assert choose([forged, honest]).winner["_rev"] == "2-f"  # what the claim alone would decide
+    seen = {"2-f": parse_time("2026-11-23T09:05:00Z") or 0.0, "2-h": parse_time("2026-11-23T09:31:00Z") or 0.0}
+    decision = choose([forged, honest], seen)
+    assert decision.winner["_rev"] == "2-h"
+    assert decision.times["2-f"]["clamped"] is True and decision.times["2-f"]["seenAt"] == "2026-11-23T09:05:00.000Z"
+    assert decision.times["2-h"]["clamped"] is False
+
+
+def test_a_claim_earlier_than_arrival_stands_and_server_writes_are_not_clamped() -> None:
+    early = _task("2-e", "2026-11-23T08:00:00Z")
+    server = _task("2-s", "2026-11-23T08:30:00Z")  # no receipt: written on the server
+    seen = {"2-e": parse_time("2026-11-23T10:00:00Z") or 0.0}
+    assert choose([early, server], seen).winner["_rev"] == "2-s"
+    # a device revision without a readable time competes with its arrival time
+    blank = _task("2-b", None)
+    assert choose([blank, server], {"2-b": parse_time("2026-11-23T09:00:00Z") or 0.0}).winner["_rev"] == "2-b"
+
+
+def test_epoch_milliseconds_and_iso_strings_compare_as_the_same_instants() -> None:
+    ms = _task("2-m", None, lastModified=int((parse_time("2026-11-23T10:00:00Z") or 0) * 1000))
+    iso = _task("2-i", "2026-11-23T09:00:00Z")
+    assert choose([ms, iso]).winner["_rev"] == "2-m"

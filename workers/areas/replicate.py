@@ -29,10 +29,11 @@ class Copied:
 def copy_revisions(
     couch: Couch, source: str, target: str, leaves: dict[str, list[str]],
     refuse: Callable[[Doc], str | None] | None = None, before: Callable[[list[Doc]], None] | None = None,
+    accepted: Callable[[list[Doc]], None] | None = None,
 ) -> Copied:
     """Copy the revisions of ``leaves`` (id -> leaf revs) that ``target`` lacks. ``before(docs)`` sees each
     chunk of fetched revisions first; ``refuse(doc)`` may name a reason not to copy one: refused ones are
-    returned, not written."""
+    returned, not written; ``accepted(docs)`` sees what is about to be written, before it is."""
     out = Copied()
     ids = sorted(leaves)
     for start in range(0, len(ids), CHUNK):
@@ -53,6 +54,8 @@ def copy_revisions(
                 keep.append(doc)
         if not keep:
             continue
+        if accepted is not None:
+            accepted(keep)
         results = couch.bulk_docs(target, keep, new_edits=False)
         errors = [r for r in results if r.get("error")]
         if errors:

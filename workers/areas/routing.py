@@ -204,12 +204,104 @@ def _at_jurisdiction(doc: Doc, index: Index) -> bool:
     return place is not None and place.jurisdiction
 
 
-def device_write_refusal(doc: Doc, area: str, index: Index) -> str | None:
-    """Why a document written into ``area``'s database by a device may not flow to the main database (the
-    relations the area's ``validate_doc_update`` cannot see), or None when it may."""
-    if doc.get("_deleted"):
+@dataclass(frozen=True)
+class OnServer:
+    """What the main database holds under the id a device wrote: its current winning body (None when the id
+    is new), whether that id was deleted there, and the revision the device's edit descends from (when main
+    has it: a task's protected fields are compared with what the device started from)."""
+
+    body: Doc | None = None
+    deleted: bool = False
+    parent: Doc | None = None
+
+
+NEW = OnServer()
+RESERVED_IDS = frozenset({SETTINGS_ID, ASSIGNMENTS_ID})
+DEVICE_CREATES = ("Feature", "Event", "Client")  # structures, events, clients: never tasks, plans, jurisdictions
+
+
+def parent_rev(doc: Doc) -> str | None:
+    """The revision ``doc`` was edited from, read from its ``_revisions`` (None for a first revision)."""
+    history = doc.get("_revisions") or {}
+    ids, start = history.get("ids") or [], history.get("start")
+    if not isinstance(start, int) or len(ids) < 2:
         return None
-    home = home_area(doc, index)
-    if home is not None and home != area:
-        return f"{doc.get('type')} {doc.get('_id')} belongs to operational area {home}, not {area}"
+    return f"{start - 1}-{ids[1]}"
+
+
+def device_write_refusal(
+    doc: Doc, area: str, index: Index, known: dict[str, list[str]], server: OnServer = NEW,
+) -> str | None:
+    """Why a revision a device wrote into ``area``'s database may not reach the main database, or None.
+
+    The rule (the area's ``validate_doc_update`` applies what it can see of it; this applies all of it, against
+    the main database): a device may create only new ids of its own area's structures, clients and events, and
+    may change only documents that the main database routes to that same area, keeping their type (a task: its
+    status fields only). Deletions, reserved ids, plans, jurisdictions and ``settings`` never pass.
+    """
+    doc_id = str(doc.get("_id", ""))
+    kind = doc.get("type")
+    if not doc_id or doc_id.startswith("_") or doc_id in RESERVED_IDS:
+        return f"{doc_id or '?'}: _id: a reserved id, written on the server only"
+    if doc.get("_deleted"):
+        return f"{doc_id}: _deleted: devices do not delete documents of an operational area"
+    if kind == "Plan" or doc.get("jurisdiction") is True:
+        return f"{doc_id}: type: plans and jurisdictions are written on the server only"
+    if server.deleted:
+        return f"{doc_id}: _id: this id was deleted on the server; a device cannot bring it back"
+    existing = server.body
+    if existing is None:
+        if kind not in DEVICE_CREATES:
+            return f"{doc_id}: type: a device creates structures, clients and events only, not {kind}"
+    else:
+        if existing.get("type") != kind:
+            return f"{doc_id}: type: a document keeps its type ({existing.get('type')}), not {kind}"
+        if existing.get("type") == "Plan" or existing.get("jurisdiction") is True:
+            return f"{doc_id}: type: plans and jurisdictions are written on the server only"
+        owners = areas_of(existing, index, known)
+        if area not in owners:
+            where = ", ".join(sorted(owners)) or "no operational area"
+            return f"{doc_id}: _id: belongs to {where} on the server, not to operational area {area}"
+        if kind == "Task":
+            refusal = task_edit_refusal(doc, server.parent or existing)
+            if refusal:
+                return refusal
+    targets = areas_of(doc, index, known)
+    if area not in targets:
+        home = home_area(doc, index)
+        if home is not None and home != area:
+            return f"{kind} {doc_id} belongs to operational area {home}, not {area}"
+        return f"{kind} {doc_id}: cannot tell that it belongs to operational area {area}"
     return None
+
+
+def task_edit_refusal(doc: Doc, before: Doc) -> str | None:
+    """A device's edit of a task: only its status fields change, with values a task may hold."""
+    doc_id = str(doc.get("_id"))
+    for field in sorted(set(doc) | set(before)):
+        if field in TASK_DEVICE_FIELDS or field in ("_id", "_conflicts", "_deleted_conflicts"):
+            continue
+        if doc.get(field) != before.get(field):
+            return f"{doc_id}: {field}: a device may change a task's status, businessStatus, lastModified, owner " \
+                   "and note only"
+    if doc.get("status") not in TASK_STATUSES:
+        return f"{doc_id}: status: not a task status (one of {', '.join(sorted(TASK_STATUSES))})"
+    for field in ("businessStatus", "owner", "lastModified"):
+        if field in doc and not (isinstance(doc[field], str) and 0 < len(doc[field]) <= 200):
+            return f"{doc_id}: {field}: a text of 1-200 characters"
+    note = doc.get("note")
+    if note is not None and not _valid_note(note):
+        return f"{doc_id}: note: a list of annotations {{authorString, time, text}}"
+    return None
+
+
+def _valid_note(note: object) -> bool:
+    if not isinstance(note, list) or len(note) > 100:
+        return False
+    allowed = {"authorString", "time", "text"}
+    for item in note:
+        if not isinstance(item, dict) or not set(item) <= allowed:
+            return False
+        if not all(isinstance(v, str) and len(v) <= 2000 for v in item.values()):
+            return False
+    return True

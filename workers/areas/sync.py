@@ -23,8 +23,18 @@ from typing import Any
 from workers.areas import assignments
 from workers.areas.index import MainIndex
 from workers.areas.replicate import copy_revisions
-from workers.areas.routing import ASSIGNMENTS_ID, SETTINGS_ID, areas_of, chain, device_write_refusal, plan_covers
-from workers.audit import now_iso, stable_id, write_many_once
+from workers.areas.routing import (
+    ASSIGNMENTS_ID,
+    NEW,
+    SETTINGS_ID,
+    OnServer,
+    areas_of,
+    chain,
+    device_write_refusal,
+    parent_rev,
+    plan_covers,
+)
+from workers.audit import now_iso, receipt_record, stable_id, write_many_once
 from workers.couch import Couch, Doc
 from workers.follower import OwnWrites
 from workers.logs import log_event
@@ -170,27 +180,106 @@ class AreaSync:
     # --------------------------------------------------------------------------------------- area -> main
 
     def _upstream(self, area: str, db: str, changes: list[dict[str, Any]]) -> int:
+        """What devices wrote, checked against the main database (:func:`device_write_refusal`) before any of it
+        is copied there: refused revisions are audited and removed from the area's database (the audit keeps
+        their bodies), accepted ones get a receipt (when the server first saw them) and are copied."""
         started = time.perf_counter()
         leaves = {str(c["id"]): [str(r["rev"]) for r in c.get("changes", []) if r.get("rev")] for c in changes}
+        on_server: dict[str, OnServer] = {}
 
         def learn(docs: list[Doc]) -> None:
-            live = [d for d in docs if not d.get("_deleted")]
-            self.index.learn(live)  # a family's structure may be in the same batch
-            self.index.prefetch(live)
+            on_server.update(self._on_server(docs))
+            # only new ids teach the index (a family's new structure in the same batch): a device's version of
+            # an existing document must not change how the main database's documents are routed
+            fresh = [d for d in docs if not d.get("_deleted") and on_server.get(str(d["_id"]), NEW) == NEW]
+            self.index.learn(fresh)
+            self.index.prefetch(docs)
 
-        copied = copy_revisions(self.couch, db, self.settings.dbs.main, leaves,
-                                refuse=lambda doc: device_write_refusal(doc, area, self.index), before=learn)
+        def refuse(doc: Doc) -> str | None:
+            return device_write_refusal(doc, area, self.index, self._known, on_server.get(str(doc["_id"]), NEW))
+
+        def receipts(docs: list[Doc]) -> None:
+            seen_at = now_iso()
+            write_many_once(self.couch, self.settings.dbs.audit, [
+                receipt_record(self.settings.dbs.main, db, str(d["_id"]), str(d["_rev"]), seen_at) for d in docs])
+
+        copied = copy_revisions(self.couch, db, self.settings.dbs.main, leaves, refuse=refuse, before=learn,
+                                accepted=receipts)
         if copied.refused:
             records = [_refused_record(db, doc, reason) for doc, reason in copied.refused]
             write_many_once(self.couch, self.settings.dbs.audit, records)
             for doc, reason in copied.refused:
                 log_event(log, "refused", logging.WARNING, area=area, db=db, doc_id=doc.get("_id"),
                           rev=doc.get("_rev"), reason=reason)
+            self._withdraw(db, [doc for doc, _ in copied.refused], on_server)
         if copied.count or copied.refused:
             log_event(log, "sync batch", direction="area->main", area=area, docs=len(leaves),
                       revisions=copied.count, refused=len(copied.refused),
                       ms=round((time.perf_counter() - started) * 1000, 1))
         return copied.count
+
+    def _on_server(self, docs: list[Doc]) -> dict[str, OnServer]:
+        """What the main database holds under each id of ``docs``, and the revision each edit started from."""
+        ids = sorted({str(d["_id"]) for d in docs})
+        out: dict[str, OnServer] = {}
+        for row in self.couch.all_docs(self.settings.dbs.main, ids, include_docs=True):
+            key = str(row.get("key"))
+            value = row.get("value") or {}
+            if row.get("error") or not value:
+                out[key] = NEW
+            elif value.get("deleted"):
+                out[key] = OnServer(None, deleted=True)
+            else:
+                out[key] = OnServer(row.get("doc"))
+        # a task's protected fields are compared with the revision the device edited, when it is not current
+        wanted = []
+        for doc in docs:
+            state = out.get(str(doc["_id"]))
+            parent = parent_rev(doc)
+            if doc.get("type") == "Task" and state and state.body and parent and parent != state.body.get("_rev"):
+                wanted.append((str(doc["_id"]), parent))
+        for found in self.couch.bulk_get(self.settings.dbs.main, wanted):
+            state = out[str(found["_id"])]
+            if not found.get("_deleted"):
+                out[str(found["_id"])] = OnServer(state.body, state.deleted, found)
+        return out
+
+    def _withdraw(self, db: str, refused: list[Doc], on_server: dict[str, OnServer]) -> None:
+        """Take refused revisions out of the area's database, so that no device of the area syncs them (the
+        audit database keeps each body with the reason):
+
+        - a refused edit of the main database's current revision is overwritten, in the area, by that current
+          body, and the overwrite is copied to the main database: both converge on one revision whose content
+          is the server's (the refused body remains only as a bodiless ancestor);
+        - anything else (a new id, or a device's unrelated branch under a server id) is deleted on its own
+          branch; the server's revision, if any, stays the area's winner.
+        """
+        tombstones: list[Doc] = []
+        restores: list[Doc] = []
+        for doc in refused:
+            if doc.get("_deleted"):
+                continue
+            current = on_server.get(str(doc["_id"]), NEW).body
+            if current is not None and str(current.get("_rev")) in _history(doc):
+                body = {k: v for k, v in current.items() if not k.startswith("_") or k in ("_id", "_attachments")}
+                restores.append({**body, "_rev": doc["_rev"]})
+            else:
+                tombstones.append({"_id": doc["_id"], "_rev": doc["_rev"], "_deleted": True})
+        results = self.couch.bulk_docs(db, tombstones + restores)
+        self.own_writes.add_results(results)
+        restored = {str(r["id"]): [str(r["rev"])] for r in results[len(tombstones):] if r.get("ok")}
+        if restored:
+            copied = copy_revisions(self.couch, db, self.settings.dbs.main, restored)
+            self._own(copied.written)
+
+
+def _history(doc: Doc) -> set[str]:
+    """Every revision ``doc`` descends from (itself included), from its ``_revisions``."""
+    history = doc.get("_revisions") or {}
+    start, ids = history.get("start"), history.get("ids") or []
+    if not isinstance(start, int):
+        return {str(doc.get("_rev"))}
+    return {f"{start - i}-{rev_id}" for i, rev_id in enumerate(ids)}
 
 
 def _refused_record(db: str, doc: Doc, reason: str) -> Doc:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from workers.audit import now_iso, stable_id, write_many_once, write_once
+from workers.audit import now_iso, receipts, stable_id, write_many_once, write_once
 from workers.conflicts.winner import Decision, choose
 from workers.couch import Couch, Doc
 from workers.errors import Conflict, FieldsyncError, NotFound
@@ -102,13 +102,18 @@ class ConflictResolver:
         by_doc: dict[str, list[Doc]] = {}
         for leaf in self.couch.bulk_get(db, refs):
             by_doc.setdefault(leaf["_id"], []).append(leaf)
+        # devices' revisions in the main database carry receipts: their claimed times are clamped to them
+        seen: dict[str, dict[str, float]] = {}
+        if db == self.settings.dbs.main:
+            for (doc_id, rev), at in receipts(self.couch, self.settings.dbs.audit, refs).items():
+                seen.setdefault(doc_id, {})[rev] = at
         records: list[Doc] = []
         writes: list[Doc] = []
         for doc_id, fetched in by_doc.items():
             living = [leaf for leaf in fetched if not leaf.get("_deleted")]
             if len(living) < 2 and not any(leaf.get("_deleted") and _has_time(leaf) for leaf in fetched):
                 continue  # resolved meanwhile
-            decision = choose(fetched)
+            decision = choose(fetched, seen.get(doc_id))
             records.append(audit_record(db, doc_id, current[doc_id], decision))
             writes.extend(resolution_writes(current[doc_id], decision))
         # the audit first: a kill between the two writes leaves an audit of a resolution that the replay does;

@@ -29,8 +29,18 @@ function (newDoc, oldDoc, userCtx, secObj) {
     deny('_deleted', 'devices do not delete documents of an operational area: archive or cancel them instead');
   }
   if (newDoc._id === 'settings') { deny('settings', 'settings are written on the server only'); }
+  if (newDoc._id === 'assignments' || newDoc._id.charAt(0) === '_') { deny('_id', 'a reserved id, written on the server only'); }
   var type = newDoc.type;
   if (type === 'Plan') { deny('type', 'plans are written on the server only'); }
+  // what this database already holds under the id decides what the id is: a document keeps its type, and
+  // plans and jurisdictions (copies of the server's) are never a device's to change. (A device's unrelated
+  // branch under a server id reaches here without oldDoc: the sync worker refuses it against the main database.)
+  if (oldDoc && !oldDoc._deleted) {
+    if (oldDoc.type === 'Plan' || oldDoc.jurisdiction === true) {
+      deny('type', 'plans and jurisdictions are written on the server only');
+    }
+    if (oldDoc.type !== type) { deny('type', 'a document keeps its type (' + oldDoc.type + '), not ' + type); }
+  }
   if (type === 'Feature') {
     if (newDoc.jurisdiction === true) { deny('jurisdiction', 'jurisdictions are written on the server only'); }
     var props = newDoc.properties || {};
@@ -52,7 +62,29 @@ function (newDoc, oldDoc, userCtx, secObj) {
   if (type === 'Task') {
     if (!oldDoc || oldDoc._deleted) { deny('type', 'tasks are generated on the server: a device changes their status only'); }
     if (newDoc.groupIdentifier !== AREA) { deny('groupIdentifier', 'a task of another area (' + newDoc.groupIdentifier + ')'); }
-    if (TASK_STATUSES.indexOf(newDoc.status) === -1) { deny('status', 'unknown task status ' + newDoc.status); }
+    if (TASK_STATUSES.indexOf(newDoc.status) === -1) { deny('status', 'not a task status: one of ' + TASK_STATUSES.join(', ')); }
+    var texts = ['businessStatus', 'owner', 'lastModified'];
+    for (var t = 0; t < texts.length; t++) {
+      var v = newDoc[texts[t]];
+      if (v !== undefined && !(typeof v === 'string' && v.length > 0 && v.length <= 200)) {
+        deny(texts[t], 'a text of 1-200 characters');
+      }
+    }
+    if (newDoc.note !== undefined && newDoc.note !== null) {
+      var note = newDoc.note;
+      if (!isArray(note) || note.length > 100) { deny('note', 'a list of annotations {authorString, time, text}'); }
+      for (var n = 0; n < note.length; n++) {
+        var item = note[n];
+        if (!item || typeof item !== 'object' || isArray(item)) { deny('note', 'a list of annotations {authorString, time, text}'); }
+        var ks = keys(item);
+        for (var q = 0; q < ks.length; q++) {
+          if (['authorString', 'time', 'text'].indexOf(ks[q]) === -1 || typeof item[ks[q]] !== 'string' ||
+              item[ks[q]].length > 2000) {
+            deny('note', 'a list of annotations {authorString, time, text}');
+          }
+        }
+      }
+    }
     var fields = keys(newDoc).concat(keys(oldDoc));
     for (var i = 0; i < fields.length; i++) {
       var f = fields[i];
