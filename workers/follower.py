@@ -98,6 +98,7 @@ class Follower:
         # are read once (no device can write there); an area's or a meta database's old one is never trusted
         self.legacy_name = legacy_name if legacy_name is not None else None
         self._checkpoint: Doc | None = None
+        self._verified = False  # the checkpoint read from the server was checked against the database
 
     # ----------------------------------------------------------------------------- checkpoint
 
@@ -112,6 +113,28 @@ class Follower:
     def reset(self) -> None:
         """Forget the checkpoint read (after an outage): the next step reads it again from the server."""
         self._checkpoint = None
+        self._verified = False
+
+    def _implausible(self, since: Any) -> str | None:
+        """Why a checkpoint just read cannot be a position in this database (malformed, or ahead of it: PouchDB
+        Server answers both with an empty page for ever, CouchDB with a 400), or None."""
+        if since in (0, "0", None):
+            return None
+        if not _well_formed(since):
+            return "malformed"
+        # PouchDB Server's integer sequences only: CouchDB 3's opaque ones refuse a bad position themselves (400),
+        # and on a cluster their leading numbers differ from one read to the next
+        current = self.couch.update_seq(self.db)
+        if isinstance(current, int) and _seq_number(since) > current:
+            return f"ahead of the database (at {str(current)[:40]})"
+        return None
+
+    def _reset(self, since: Any, why: str, started: float) -> Step:
+        log_event(log, "checkpoint reset", logging.WARNING, worker=self.handler.name, db=self.db,
+                  seq=str(since)[:80], error=why)
+        self._save_checkpoint(0, 0, 0, 0, f"checkpoint reset: since={str(since)[:80]}: {why}")
+        self._verified = True
+        return Step(0, 0, 0, False, (time.perf_counter() - started) * 1000)
 
     def _save_checkpoint(self, seq: Any, processed: int, writes: int, parked: int, error: str | None) -> None:
         current = self.checkpoint()
@@ -133,6 +156,11 @@ class Follower:
     def step(self) -> Step:
         started = time.perf_counter()
         since = self.checkpoint().get("seq", 0)
+        if not self._verified:
+            why = self._implausible(since)
+            if why:
+                return self._reset(since, why, started)
+            self._verified = True
         # a handler may read the feed without the documents (and fetch the few it needs itself)
         with_docs = bool(getattr(self.handler, "feed_docs", lambda db: True)(self.db))
         try:
@@ -143,12 +171,9 @@ class Follower:
         except ServerError as exc:
             # CouchDB answers 400 to a malformed sequence; PouchDB Server may fail with a 500 instead. A 500 on a
             # well-formed checkpoint is the server's trouble, not the checkpoint's: let it through
-            if since in (0, "0", None) or not (exc.status == 400 or (exc.status >= 500 and not _well_formed(since))):
+            if since in (0, "0", None) or exc.status != 400:
                 raise
-            log_event(log, "checkpoint reset", logging.WARNING, worker=self.handler.name, db=self.db,
-                      seq=str(since)[:80], error=_describe(exc))
-            self._save_checkpoint(0, 0, 0, 0, f"checkpoint reset: the server refused since={str(since)[:80]}")
-            return Step(0, 0, 0, False, (time.perf_counter() - started) * 1000)
+            return self._reset(since, f"the server refused it: {_describe(exc)}", started)
         if not page.results:
             return Step(0, 0, 0, True, (time.perf_counter() - started) * 1000)
         relevant = [c for c in page.results if self._relevant(c)]
@@ -170,11 +195,15 @@ class Follower:
             return False
         if self.shard[1] > 1 and shard_of(doc_id, self.shard[1]) != self.shard[0]:
             return False
-        revs = [str(r.get("rev")) for r in change.get("changes", [])]
         doc = change.get("doc") or {}
-        current = str(doc.get("_rev", revs[0] if revs else ""))
-        # our own write, and nothing else happened to the document since: nothing to react to
-        return not ((doc_id, current) in self.handler.own_writes and not doc.get("_conflicts"))
+        if doc.get("_conflicts"):
+            return True
+        # every leaf the change lists (style=all_docs) is our own write: nothing to react to. A leaf of someone
+        # else's beside ours (a branch a device wrote under an id we copied) is not skipped
+        leaves = {str(r.get("rev")) for r in change.get("changes", []) if r.get("rev")}
+        if doc.get("_rev"):
+            leaves.add(str(doc["_rev"]))
+        return not leaves or not all((doc_id, rev) in self.handler.own_writes for rev in leaves)
 
     def _apply(self, changes: list[dict[str, Any]]) -> tuple[int, int, str | None]:
         try:
@@ -226,7 +255,17 @@ def _well_formed(seq: Any) -> bool:
     """A sequence as CouchDB 3 (``N-opaque``) or PouchDB Server (an integer) writes one."""
     if isinstance(seq, int) and not isinstance(seq, bool):
         return seq >= 0
-    return isinstance(seq, str) and len(seq) < 10_000 and (seq.isdigit() or seq.split("-", 1)[0].isdigit())
+    if not isinstance(seq, str) or len(seq) > 10_000:
+        return False
+    head, _, opaque = seq.partition("-")
+    return head.isdigit() and (not opaque or all(c.isalnum() or c in "_-" for c in opaque))
+
+
+def _seq_number(seq: Any) -> int:
+    """The number a sequence starts with (CouchDB 3's ``N-opaque``; PouchDB Server's integer)."""
+    text = str(seq) if seq is not None else "0"
+    head = text.split("-", 1)[0]
+    return int(head) if head.isdigit() else 0
 
 
 def shard_of(key: str, count: int) -> int:

@@ -10,100 +10,42 @@ import json
 import subprocess
 import sys
 import time
-from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
+from areaworld import (
+    DISTRICT,
+    NORTH,
+    SOUTH,
+    Doc,
+    assign,
+    doc_ids,
+    family,
+    register_structure,
+    run_workers,
+    structure,
+    user_url,
+    world,
+)
 
 from workers import provision
 from workers.areas import assignments
 from workers.areas.index import MainIndex
 from workers.couch import Couch
 from workers.devicesim import Device, DeviceError
-from workers.evaluator.templates import new_plan_from_template
-from workers.registry import build
-from workers.runner import Runner
 from workers.settings import Settings
 
-DISTRICT, NORTH, SOUTH = "district-x", "oa-north", "oa-south"
-Doc = dict[str, Any]
-
-
-def _jurisdiction(jid: str, parent: str | None, level: int) -> Doc:
-    props: Doc = {"name": jid, "status": "Active", "geographicLevel": level, "version": 0}
-    if parent:
-        props["parentId"] = parent
-    return {"_id": jid, "type": "Feature", "id": jid, "jurisdiction": True, "properties": props}
-
-
-def _structure(sid: str, area: str) -> Doc:
-    return {"_id": sid, "type": "Feature", "id": sid,
-            "properties": {"parentId": area, "status": "Active", "geographicLevel": 5, "version": 0,
-                           "type": "Residential Structure"},
-            "geometry": {"type": "Point", "coordinates": [100.5, 13.7]}}
-
-
-def _family(fid: str, home: str) -> Doc:
-    return {"_id": fid, "type": "Client", "baseEntityId": fid, "firstName": "Somchai", "lastName": "Family",
-            "birthdate": "1970-01-01T00:00:00.000+07:00", "gender": "Male", "attributes": {"residence": home},
-            "relationships": {}, "identifiers": {"opensrp_id": f"{fid}_family"}}
-
-
-def _register_structure(form_id: str, sid: str, area: str, plan: str) -> Doc:
-    obs = {"fieldType": "formsubmissionField", "fieldDataType": "text", "fieldCode": "structureType",
-           "parentCode": "", "values": ["Residential Structure"], "set": [],
-           "formSubmissionField": "structureType", "humanReadableValues": [], "saveObsAsArray": False}
-    return {"_id": form_id, "type": "Event", "eventType": "Register_Structure", "baseEntityId": sid,
-            "locationId": area, "formSubmissionId": form_id, "providerId": "ana", "entityType": "Structure",
-            "duration": 0, "eventDate": "2026-11-23T08:00:00.000Z", "obs": [obs],
-            "details": {"planIdentifier": plan}, "identifiers": {}, "version": 1795400000000}
-
-
-def _run(couch: Couch, settings: Settings) -> None:
-    built = build(["sync", "plans", "conflicts"], couch, settings)
-    Runner(couch, settings, built.handlers, chores=built.chores, discover_every=0).run(until_idle=True)
-
-
-@pytest.fixture()
-def world(couch: Couch, initialised: Settings) -> tuple[Settings, Doc]:
-    """Two operational areas of one district, two structures north and one south, an active IRS plan."""
-    s = initialised
-    docs = [_jurisdiction(DISTRICT, None, 2), _jurisdiction(NORTH, DISTRICT, 3), _jurisdiction(SOUTH, DISTRICT, 3),
-            _structure("s-n1", NORTH), _structure("s-n2", NORTH), _structure("s-s1", SOUTH),
-            _family("f-n1", "s-n1"), _family("f-s1", "s-s1")]
-    couch.save_many(s.dbs.main, docs)
-    plan = new_plan_from_template("Dynamic-IRS", DISTRICT, "IRS areas", date(2026, 11, 1), date(2026, 12, 31),
-                                  datetime(2026, 11, 1, tzinfo=UTC))
-    plan["status"] = "active"
-    couch.put(s.dbs.main, plan)
-    for user in ("ana", "ben", "cara"):
-        provision.add_user(couch, s, user, f"{user}-pw", ["spray_operator"])
-    _run(couch, s)
-    return s, plan
-
-
-def _assign(couch: Couch, s: Settings, user: str, *areas: str) -> None:
-    assignments.update(couch, s, lambda a: a.users.setdefault(user, []).extend(areas))
-    assignments.apply_security(couch, s, MainIndex(couch, s.dbs.main), list(areas))
-
-
-def _url(s: Settings, user: str, db: str) -> str:
-    return f"{s.url_for(user, f'{user}-pw')}/{db}"
-
-
-def _ids(device: Device, db: str) -> set[str]:
-    return {str(d["_id"]) for d in device.docs(db)}
+__all__ = ["world"]  # the fixture
 
 
 def test_each_device_gets_its_own_area_only(couch: Couch, world: tuple[Settings, Doc], tmp_path: Path) -> None:
     s, plan = world
-    _assign(couch, s, "ana", NORTH)
-    _assign(couch, s, "ben", SOUTH)
+    assign(couch, s, "ana", NORTH)
+    assign(couch, s, "ben", SOUTH)
     with Device(tmp_path / "ana", "ana") as ana, Device(tmp_path / "ben", "ben") as ben:
-        ana.pull("area", _url(s, "ana", s.dbs.area(NORTH)))
-        ben.pull("area", _url(s, "ben", s.dbs.area(SOUTH)))
-        north, south = _ids(ana, "area"), _ids(ben, "area")
+        ana.pull("area", user_url(s, "ana", s.dbs.area(NORTH)))
+        ben.pull("area", user_url(s, "ben", s.dbs.area(SOUTH)))
+        north, south = doc_ids(ana, "area"), doc_ids(ben, "area")
         tasks_north = {d["for"] for d in ana.docs("area") if d.get("type") == "Task"}
         # its structures, families, tasks, the plan, the chain of jurisdictions and settings; nothing of the other
         assert {"s-n1", "s-n2", "f-n1", NORTH, DISTRICT, plan["_id"], "settings"} <= north
@@ -115,9 +57,9 @@ def test_each_device_gets_its_own_area_only(couch: Couch, world: tuple[Settings,
         for device, user, db in ((ana, "ana", s.dbs.area(SOUTH)), (ben, "ben", s.dbs.area(NORTH)),
                                  (ana, "ana", s.dbs.main)):
             with pytest.raises(DeviceError) as refused:
-                device.pull("other", _url(s, user, db))
+                device.pull("other", user_url(s, user, db))
             assert refused.value.status in (401, 403)
-        assert _ids(ana, "other") == set()
+        assert doc_ids(ana, "other") == set()
     security = couch.get_security(s.dbs.area(NORTH))
     assert security["members"]["names"] == ["ana"]
 
@@ -126,15 +68,15 @@ def test_a_structure_registered_on_a_device_comes_back_with_its_task(
     couch: Couch, world: tuple[Settings, Doc], tmp_path: Path
 ) -> None:
     s, plan = world
-    _assign(couch, s, "ana", NORTH)
-    url = _url(s, "ana", s.dbs.area(NORTH))
+    assign(couch, s, "ana", NORTH)
+    url = user_url(s, "ana", s.dbs.area(NORTH))
     with Device(tmp_path / "ana", "ana") as ana:
         ana.pull("area", url)
         started = time.perf_counter()
-        ana.put("area", _structure("s-new", NORTH))
-        ana.put("area", _register_structure("ev-new", "s-new", NORTH, str(plan["_id"])))
+        ana.put("area", structure("s-new", NORTH))
+        ana.put("area", register_structure("ev-new", "s-new", NORTH, str(plan["_id"])))
         assert ana.push("area", url)["docs_written"] == 2
-        _run(couch, s)
+        run_workers(couch, s)
         ana.pull("area", url)
         elapsed = time.perf_counter() - started
         tasks = {d["code"]: d for d in ana.docs("area") if d.get("type") == "Task" and d.get("for") == "s-new"}
@@ -148,27 +90,27 @@ def test_the_door_refuses_what_a_device_may_not_write(
     couch: Couch, world: tuple[Settings, Doc], tmp_path: Path
 ) -> None:
     s, plan = world
-    _assign(couch, s, "ana", NORTH)
-    url = _url(s, "ana", s.dbs.area(NORTH))
+    assign(couch, s, "ana", NORTH)
+    url = user_url(s, "ana", s.dbs.area(NORTH))
     with Device(tmp_path / "ana", "ana") as ana:
         ana.pull("area", url)
         task = next(d for d in ana.docs("area") if d.get("type") == "Task")
         ana.put("area", {**plan, "status": "retired"})                      # a plan
-        ana.put("area", _structure("s-elsewhere", SOUTH))                    # another area's structure
+        ana.put("area", structure("s-elsewhere", SOUTH))                    # another area's structure
         ana.put("area", {**task, "code": "Something else"})                  # a task's plan fields
         new_task = {k: v for k, v in task.items() if k != "_rev"}
         ana.put("area", {**new_task, "_id": "t-made-up", "identifier": "t-made-up"})  # a new task
         settings_doc = next(d for d in ana.docs("area") if d["_id"] == "settings")
         ana.put("area", {**settings_doc, "permissions": {}})                 # settings
-        ana.put("area", _family("f-moved", "s-s1"))   # a family living in the south: the worker parks it
-        ana.put("area", _structure("s-ok", NORTH))                           # this one is fine
+        ana.put("area", family("f-moved", "s-s1"))   # a family living in the south: the worker parks it
+        ana.put("area", structure("s-ok", NORTH))                           # this one is fine
         result = ana.push("area", url)
         reasons = " | ".join(str(e["message"]) for e in result["errors"])
     assert result["doc_write_failures"] == 5, reasons
     for expected in ("plans are written on the server only", "properties.parentId", "code: a device may change",
                      "tasks are generated on the server", "settings are written on the server only"):
         assert expected in reasons
-    _run(couch, s)
+    run_workers(couch, s)
     assert couch.get(s.dbs.main, "s-ok") is not None
     assert couch.get(s.dbs.main, "f-moved") is None
     refused = couch.view(s.dbs.audit, "audit", "by_kind", reduce=False, include_docs=True,
@@ -182,9 +124,9 @@ def test_one_task_edited_on_two_devices_converges_on_both(
     couch: Couch, world: tuple[Settings, Doc], tmp_path: Path
 ) -> None:
     s, _ = world
-    _assign(couch, s, "ana", NORTH)
-    _assign(couch, s, "cara", NORTH)
-    ana_url, cara_url = _url(s, "ana", s.dbs.area(NORTH)), _url(s, "cara", s.dbs.area(NORTH))
+    assign(couch, s, "ana", NORTH)
+    assign(couch, s, "cara", NORTH)
+    ana_url, cara_url = user_url(s, "ana", s.dbs.area(NORTH)), user_url(s, "cara", s.dbs.area(NORTH))
     with Device(tmp_path / "ana", "ana") as ana, Device(tmp_path / "cara", "cara") as cara:
         ana.pull("area", ana_url)
         cara.pull("area", cara_url)
@@ -198,7 +140,7 @@ def test_one_task_edited_on_two_devices_converges_on_both(
                           "lastModified": "2026-11-23T07:30:00.000Z"})
         assert ana.push("area", ana_url)["docs_written"] == 1
         assert cara.push("area", cara_url)["docs_written"] == 1
-        _run(couch, s)
+        run_workers(couch, s)
         main = couch.get(s.dbs.main, task_id, conflicts=True) or {}
         assert "_conflicts" not in main and main["businessStatus"] == "Sprayed"
         ana.pull("area", ana_url)
@@ -220,20 +162,20 @@ def test_unassigned_user_stops_syncing_and_loses_nothing(
     done = subprocess.run([sys.executable, "-m", "workers.cli", "assign", "ana", NORTH], env=cli_env,
                           capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
-    url = _url(s, "ana", s.dbs.area(NORTH))
+    url = user_url(s, "ana", s.dbs.area(NORTH))
     with Device(tmp_path / "ana", "ana") as ana:
         ana.pull("area", url)
-        ana.put("area", _register_structure("ev-before", "s-n2", NORTH, str(plan["_id"])))
+        ana.put("area", register_structure("ev-before", "s-n2", NORTH, str(plan["_id"])))
         assert ana.push("area", url)["docs_written"] == 1
         done = subprocess.run([sys.executable, "-m", "workers.cli", "unassign", "ana", NORTH], env=cli_env,
                               capture_output=True, text=True, check=False)
         assert done.returncode == 0, done.stderr
-        ana.put("area", _register_structure("ev-after", "s-n1", NORTH, str(plan["_id"])))
+        ana.put("area", register_structure("ev-after", "s-n1", NORTH, str(plan["_id"])))
         for op in (ana.push, ana.pull):
             with pytest.raises(DeviceError) as refused:
                 op("area", url)
             assert refused.value.status in (401, 403)
-    _run(couch, s)
+    run_workers(couch, s)
     assert couch.get(s.dbs.main, "ev-before") is not None  # synced before: on the server
     assert couch.get(s.dbs.main, "ev-after") is None
     assert couch.get_security(s.dbs.area(NORTH))["members"]["roles"] == ["_admin"]
@@ -255,6 +197,6 @@ def test_a_team_assigned_to_a_plan_gets_its_areas(couch: Couch, world: tuple[Set
     for area in (NORTH, SOUTH):
         assert couch.get_security(s.dbs.area(area))["members"]["roles"] == ["team-east"]
     with Device(tmp_path / "dan", "dan") as dan:
-        dan.pull("north", _url(s, "dan", s.dbs.area(NORTH)))
-        dan.pull("south", _url(s, "dan", s.dbs.area(SOUTH)))
-        assert "s-n1" in _ids(dan, "north") and "s-s1" in _ids(dan, "south")
+        dan.pull("north", user_url(s, "dan", s.dbs.area(NORTH)))
+        dan.pull("south", user_url(s, "dan", s.dbs.area(SOUTH)))
+        assert "s-n1" in doc_ids(dan, "north") and "s-s1" in doc_ids(dan, "south")

@@ -29,11 +29,12 @@ class Copied:
 def copy_revisions(
     couch: Couch, source: str, target: str, leaves: dict[str, list[str]],
     refuse: Callable[[Doc], str | None] | None = None, before: Callable[[list[Doc]], None] | None = None,
-    accepted: Callable[[list[Doc]], None] | None = None,
+    accepted: Callable[[list[Doc]], None] | None = None, ignore: Callable[[Doc], bool] | None = None,
 ) -> Copied:
     """Copy the revisions of ``leaves`` (id -> leaf revs) that ``target`` lacks. ``before(docs)`` sees each
     chunk of fetched revisions first; ``refuse(doc)`` may name a reason not to copy one: refused ones are
-    returned, not written; ``accepted(docs)`` sees what is about to be written, before it is."""
+    returned, not written; ``ignore(doc)`` drops one silently; ``accepted(docs)`` sees what is about to be
+    written, before it is."""
     out = Copied()
     ids = sorted(leaves)
     for start in range(0, len(ids), CHUNK):
@@ -47,6 +48,8 @@ def copy_revisions(
             before(docs)
         keep: list[Doc] = []
         for doc in docs:
+            if ignore is not None and ignore(doc):
+                continue
             reason = refuse(doc) if refuse else None
             if reason:
                 out.refused.append((doc, reason))

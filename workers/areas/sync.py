@@ -42,7 +42,10 @@ from workers.settings import Settings
 
 log = logging.getLogger("fieldsync.sync")
 
-REFRESH_EVERY = 5.0  # seconds between two looks at which area databases exist
+REFRESH_EVERY = 5.0
+# marks the tombstones this worker writes over refused revisions in an area database: they stay there (a device
+# that forges the mark only gets its own deletion ignored, and devices may not delete anyway)
+WITHDRAWN = "fieldsyncWithdrawn"  # seconds between two looks at which area databases exist
 
 
 class AreaSync:
@@ -204,7 +207,7 @@ class AreaSync:
                 receipt_record(self.settings.dbs.main, db, str(d["_id"]), str(d["_rev"]), seen_at) for d in docs])
 
         copied = copy_revisions(self.couch, db, self.settings.dbs.main, leaves, refuse=refuse, before=learn,
-                                accepted=receipts)
+                                accepted=receipts, ignore=lambda doc: bool(doc.get("_deleted") and doc.get(WITHDRAWN)))
         if copied.refused:
             records = [_refused_record(db, doc, reason) for doc, reason in copied.refused]
             write_many_once(self.couch, self.settings.dbs.audit, records)
@@ -264,7 +267,7 @@ class AreaSync:
                 body = {k: v for k, v in current.items() if not k.startswith("_") or k in ("_id", "_attachments")}
                 restores.append({**body, "_rev": doc["_rev"]})
             else:
-                tombstones.append({"_id": doc["_id"], "_rev": doc["_rev"], "_deleted": True})
+                tombstones.append({"_id": doc["_id"], "_rev": doc["_rev"], "_deleted": True, WITHDRAWN: True})
         results = self.couch.bulk_docs(db, tombstones + restores)
         self.own_writes.add_results(results)
         restored = {str(r["id"]): [str(r["rev"])] for r in results[len(tombstones):] if r.get("ok")}
