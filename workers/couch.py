@@ -84,6 +84,20 @@ class WriteResult:
     errors: list[dict[str, Any]] = field(default_factory=list)
 
 
+COUCHDB = "couchdb"
+POUCHDB_SERVER = "pouchdb-server"
+UNKNOWN_SERVER = "unknown"
+
+# feature -> the kinds of server that have it. PouchDB Server 4.2 has no ``_db_updates`` and no ``_purge``, and
+# ignores ``startkey_docid`` on views (a page starting at a key always starts at that key's first row).
+FEATURES: dict[str, frozenset[str]] = {
+    "purge": frozenset({COUCHDB}),
+    "db_updates": frozenset({COUCHDB}),
+    "startkey_docid": frozenset({COUCHDB}),
+    "bulk_get": frozenset({COUCHDB, POUCHDB_SERVER, UNKNOWN_SERVER}),  # tried; off once it answers 404
+}
+
+
 def _encode_params(params: dict[str, Any] | None) -> str:
     if not params:
         return ""
@@ -91,7 +105,9 @@ def _encode_params(params: dict[str, Any] | None) -> str:
     for key, value in params.items():
         if value is None:
             continue
-        if key in ("key", "keys", "startkey", "endkey", "start_key", "end_key", "open_revs") or isinstance(
+        if key == "open_revs" and value == "all":
+            pairs.append((key, "all"))  # the one bare word: CouchDB refuses a quoted "all" (400)
+        elif key in ("key", "keys", "startkey", "endkey", "start_key", "end_key", "open_revs") or isinstance(
             value, bool | list | dict
         ):
             pairs.append((key, json.dumps(value, separators=(",", ":"))))
@@ -131,6 +147,7 @@ class Couch:
         self.backoff = backoff
         self._session = _session(timeout)
         self._features: dict[str, bool] = {}
+        self._server_info: Doc | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Couch:
@@ -228,12 +245,40 @@ class Couch:
         result: list[str] = self.request("GET", "_all_dbs")
         return result
 
+    def server_kind(self) -> str:
+        """``couchdb`` (Apache CouchDB, or a server answering as it) or ``pouchdb-server`` (express-pouchdb),
+        from ``GET /``, asked once per client."""
+        info = self._info()
+        if "express-pouchdb" in info:
+            return POUCHDB_SERVER
+        if "couchdb" in info:
+            return COUCHDB
+        return UNKNOWN_SERVER
+
+    def describe(self) -> str:
+        """The server in words, e.g. ``Apache CouchDB 3.5.0`` or ``PouchDB Server (express-pouchdb 4.2.0)``."""
+        info = self._info()
+        kind = self.server_kind()
+        if kind == POUCHDB_SERVER:
+            return f"PouchDB Server (express-pouchdb {info.get('version', '?')})"
+        vendor = (info.get("vendor") or {}).get("name") or "CouchDB"
+        name = "Apache CouchDB" if vendor == "The Apache Software Foundation" else f"CouchDB ({vendor})"
+        return f"{name} {info.get('version', '?')}"
+
     def supports(self, feature: str) -> bool:
-        """Feature detection, cached: ``purge`` and ``db_updates`` exist on CouchDB, not on PouchDB Server."""
+        """Whether the server has ``feature`` (see ``FEATURES``: ``purge``, ``db_updates``, ``startkey_docid``,
+        ``bulk_get``), by the kind of server ``GET /`` says it is; a feature found missing at run time (an
+        endpoint answering 404 or 501) stays off for this client."""
+        if feature not in FEATURES:
+            raise ValueError(f"unknown feature {feature!r} (known: {', '.join(sorted(FEATURES))})")
         if feature not in self._features:
-            info = self.server_info()
-            self._features[feature] = "couchdb" in info and "express-pouchdb" not in info
+            self._features[feature] = self.server_kind() in FEATURES[feature]
         return self._features[feature]
+
+    def _info(self) -> Doc:
+        if self._server_info is None:
+            self._server_info = self.server_info()
+        return self._server_info
 
     # ------------------------------------------------------------------ databases
 
@@ -336,7 +381,7 @@ class Couch:
         """Specific revisions (id, rev) in one request; deleted revisions come back with ``_deleted``."""
         if not refs:
             return []
-        if self._features.get("bulk_get", True):
+        if self.supports("bulk_get"):
             try:
                 result = self.request(
                     "POST", db, "_bulk_get", body={"docs": [{"id": i, "rev": r} for i, r in refs]},
@@ -366,10 +411,14 @@ class Couch:
                 if entry.get("missing")}
 
     def open_revs(self, db: str, doc_id: str, revs: Sequence[str] | None = None) -> list[Doc]:
-        """Every leaf revision of a document (``open_revs=all``), or the given ones."""
-        result = self.request(
-            "GET", db, doc_id, params={"open_revs": list(revs) if revs else "all", "revs": True},
-        )
+        """Every leaf revision of a document (``open_revs=all``), or the given ones that exist; none for a
+        document the database has never had (or has purged)."""
+        try:
+            result = self.request(
+                "GET", db, doc_id, params={"open_revs": list(revs) if revs else "all", "revs": True},
+            )
+        except NotFound:
+            return []
         return [entry["ok"] for entry in result if "ok" in entry]
 
     # ------------------------------------------------------------------ views
@@ -385,12 +434,19 @@ class Couch:
         return list(result.get("rows", []))
 
     def iter_view(self, db: str, ddoc: str, view: str, *, page: int = 1000, **params: Any) -> Iterator[Doc]:
-        """Every row of a view, in pages (bounded memory). A page starts at the last key seen, skipping the rows
-        of that key already returned: PouchDB Server ignores ``startkey_docid``, so paging by it would return
-        the same page forever once more than a page of rows share one key."""
+        """Every row of a view, in pages (bounded memory).
+
+        Where the server honours ``startkey_docid`` (CouchDB), a page starts at the last row seen (key and
+        document id) and drops that one row: no ``skip``, whose cost grows with its size on CouchDB. PouchDB
+        Server ignores ``startkey_docid`` (paging by it would return the same page forever once more than a page
+        of rows share one key), so there a page starts at the last key seen and skips the rows of that key
+        already returned. Not for ``descending`` or reduced views."""
         params = dict(params)
         params.pop("limit", None)
         params.pop("skip", None)
+        if self.supports("startkey_docid"):
+            yield from self._iter_view_by_docid(db, ddoc, view, page, params)
+            return
         last_key: Any = None
         same_key = 0  # rows already returned whose key is ``last_key``
         first = True
@@ -406,6 +462,22 @@ class Couch:
                 yield row
             if len(rows) < page:
                 return
+
+    def _iter_view_by_docid(self, db: str, ddoc: str, view: str, page: int, params: dict[str, Any]
+                            ) -> Iterator[Doc]:
+        for name in ("startkey_docid", "start_key_doc_id"):
+            params.pop(name, None)
+        extra: dict[str, Any] = {}
+        while True:
+            rows = self.view(db, ddoc, view, limit=page, **{**params, **extra})
+            yield from rows
+            if len(rows) < page:
+                return
+            last = rows[-1]
+            # a document may emit one key more than once: skip exactly the rows of (key, id) already returned
+            seen = sum(1 for row in rows if row["key"] == last["key"] and row.get("id") == last.get("id"))
+            params.pop("start_key", None)
+            extra = {"startkey": last["key"], "startkey_docid": last["id"], "skip": seen}
 
     # ------------------------------------------------------------------ feeds and checkpoints
 

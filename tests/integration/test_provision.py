@@ -137,3 +137,50 @@ def test_iter_view_pages_through_many_rows_with_one_key(couch: Couch, initialise
                                 startkey=["p"], endkey=["p", {}]))
     assert sorted(r["id"] for r in rows) == [t["_id"] for t in tasks]
     assert len(rows) == 32
+
+
+def test_iter_view_pages_where_a_document_emits_one_key_twice(couch: Couch, initialised: Settings) -> None:
+    """Paging by (key, document id) on CouchDB: rows of one document with one key are each returned once."""
+    s = initialised
+    ddoc = {"_id": "_design/paging", "views": {"twice": {"map": "function (doc) { if (doc.n !== undefined) "
+                                                                 "{ emit(doc.n % 3, 1); emit(doc.n % 3, 2); } }"}}}
+    couch.put(s.dbs.main, ddoc)
+    couch.save_many(s.dbs.main, [{"_id": f"d-{i:02d}", "n": i} for i in range(13)])
+    for page in (2, 3, 4, 5, 7):
+        rows = list(couch.iter_view(s.dbs.main, "paging", "twice", page=page))
+        assert sorted((r["id"], r["value"]) for r in rows) == [(f"d-{i:02d}", v) for i in range(13) for v in (1, 2)]
+
+
+def test_features_follow_the_kind_of_server(couch: Couch, server_kind: str) -> None:
+    """``supports`` answers per feature, from what ``GET /`` says the server is."""
+    on_couchdb = server_kind == "couchdb"
+    assert server_kind in ("couchdb", "pouchdb-server")
+    assert couch.describe().startswith("Apache CouchDB 3." if on_couchdb else "PouchDB Server")
+    for feature in ("purge", "db_updates", "startkey_docid"):
+        assert couch.supports(feature) is on_couchdb, feature
+    assert couch.supports("bulk_get") is True
+    with pytest.raises(ValueError, match="unknown feature"):
+        couch.supports("teleport")
+
+
+def test_purge_or_delete_removes_documents_on_either_server(couch: Couch, initialised: Settings) -> None:
+    s = initialised
+    docs = [{"_id": f"gone-{i}", "n": i} for i in range(3)] + [{"_id": "kept", "n": 9}]
+    couch.save_many(s.dbs.main, docs)
+    assert couch.purge_or_delete(s.dbs.main, docs[:3]) == 3
+    left = {row["id"] for row in couch.all_docs(s.dbs.main, include_docs=False)}
+    assert "kept" in left and not left & {"gone-0", "gone-1", "gone-2"}
+    assert couch.get(s.dbs.main, "gone-0") is None
+    if couch.supports("purge"):  # purged: no tombstone, no revision left at all
+        assert couch.open_revs(s.dbs.main, "gone-0") == []
+        assert couch.revs_diff(s.dbs.main, {"gone-0": [str(docs[0]["_rev"])]}) == {"gone-0": [str(docs[0]["_rev"])]}
+
+
+def test_open_revs_lists_every_leaf_and_given_revisions(couch: Couch, initialised: Settings) -> None:
+    s = initialised
+    first = {"_id": "leafy", "v": 1}
+    couch.put(s.dbs.main, first)
+    couch.bulk_docs(s.dbs.main, [{"_id": "leafy", "_rev": "1-" + "a" * 32, "v": 2}], new_edits=False)
+    leaves = couch.open_revs(s.dbs.main, "leafy")
+    assert sorted(leaf["_rev"] for leaf in leaves) == sorted([first["_rev"], "1-" + "a" * 32])
+    assert [leaf["v"] for leaf in couch.open_revs(s.dbs.main, "leafy", [first["_rev"]])] == [1]
