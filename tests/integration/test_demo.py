@@ -1,5 +1,6 @@
-"""``fieldsync demo`` runs to the end (a smaller size) and its report says what the databases hold; the map
-export is valid GeoJSON coloured by the settings' styles."""
+"""``fieldsync demo --use-couch-url`` runs to the end (a smaller size) on the suite's server, whichever it is,
+leaving every other database and user alone, and its report says what the databases hold; the map export is
+valid GeoJSON coloured by the settings' styles."""
 
 from __future__ import annotations
 
@@ -14,18 +15,52 @@ from typing import Any
 import pytest
 
 from validators.app_settings import AppSettings
+from workers import provision
 from workers.couch import Couch
-from workers.demo import report, scenario
+from workers.demo import report
 from workers.settings import Settings
+
+PREFIX = "tdemo"
+USERS = {short: f"{PREFIX}-{short}" for short in ("ana", "ben", "cara", "dan")}
+BYSTANDER = "tdemobystander"  # another prefix's main database, and a user with a demo user's short name
 
 
 @pytest.fixture(scope="module")
 def demo_run(base_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, dict[str, Any]]:
-    settings = base_settings.model_copy(update={"db_prefix": "tdemo"})
-    lines: list[str] = []
-    data = scenario.run(settings, scenario.DemoSize(areas=2, structures_per_area=16), lines.append,
-                        tmp_path_factory.mktemp("devices"))
+    settings = base_settings.model_copy(update={"db_prefix": PREFIX})
+    couch = Couch.from_settings(settings)
+    couch.delete_db(BYSTANDER)
+    couch.create_db(BYSTANDER)
+    couch.put(BYSTANDER, {"_id": "keep", "n": 1})
+    provision.add_user(couch, settings.model_copy(update={"db_prefix": BYSTANDER}), "ana", "bystander-pw", ["chw"])
+    work = tmp_path_factory.mktemp("demo")
+    env = {"FIELDSYNC_COUCH_URL": settings.admin_url(), "FIELDSYNC_DATA_DIR": str(work / "data"),
+           "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "FIELDSYNC_LOG_FORMAT": "json",
+           "FIELDSYNC_LOG_LEVEL": "WARNING"}
+    done = subprocess.run([sys.executable, "-m", "workers.cli", "demo", "--use-couch-url", "--prefix", PREFIX,
+                           "--areas", "2", "--structures", "16", "--json", str(work / "report.json")],
+                          env=env, capture_output=True, text=True, check=False, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    assert f"databases with prefix {PREFIX} only" in done.stdout
+    assert "embedded server" not in done.stdout  # nothing started, nothing stopped
+    assert not (work / "data").exists() or not any((work / "data").iterdir())
+    with open(work / "report.json", encoding="utf-8") as fh:
+        data: dict[str, Any] = json.load(fh)
     return settings, data
+
+
+def test_the_demo_leaves_every_other_database_and_user_alone(
+    demo_run: tuple[Settings, dict[str, Any]]
+) -> None:
+    s, _data = demo_run
+    couch = Couch.from_settings(s)
+    assert (couch.get(BYSTANDER, "keep") or {}).get("_rev", "").startswith("1-")
+    assert couch.db_info(BYSTANDER) is not None and (couch.db_info(BYSTANDER) or {})["doc_count"] == 1
+    assert provision.user_roles(couch, "ana") == ["chw"]
+    assert couch.as_user("ana", "bystander-pw").session()["userCtx"]["name"] == "ana"
+    assert all(provision.user_roles(couch, name) for name in USERS.values())
+    mine = {db for db in couch.all_dbs() if s.dbs.kind(db) is not None}
+    assert s.dbs.main in mine and s.dbs.user_meta(USERS["dan"]) in mine
 
 
 def _docs(couch: Couch, db: str) -> list[dict[str, Any]]:
@@ -59,11 +94,12 @@ def test_the_report_matches_the_databases(demo_run: tuple[Settings, dict[str, An
 
     # interactions: one daily document per permitted user's device, nothing left for anyone
     daily = [d for d in _docs(couch, s.dbs.users_meta) if d.get("type") == "interaction-log"]
-    assert sorted(data["interactions"]) == sorted({d["metadata"]["user"] for d in daily}) == ["ana", "ben", "cara"]
+    assert sorted(data["interactions"]) == sorted({d["metadata"]["user"] for d in daily}) == [
+        USERS["ana"], USERS["ben"], USERS["cara"]]
     for user, entry in data["interactions"].items():
         mine = [d for d in daily if d["metadata"]["user"] == user]
         assert entry["events"] == sum(len(x["events"]) for d in mine for x in d["sessions"])
-    assert data["interactionRecordsLeft"] == {"ana": 0, "ben": 0, "cara": 0, "dan": 0}
+    assert data["interactionRecordsLeft"] == {name: 0 for name in USERS.values()}
 
     # areas: the figures are the databases' own
     for area in data["areas"]:
@@ -72,7 +108,7 @@ def test_the_report_matches_the_databases(demo_run: tuple[Settings, dict[str, An
 
     text = "\n".join(report.render(data))
     assert f"({data['tasksTotal']} in all)" in text and "Conflicts resolved: 1" in text
-    assert "no document for dan" in text
+    assert f"no document for {USERS['dan']}" in text
 
 
 def test_the_map_export_is_valid_geojson_coloured_by_the_settings(

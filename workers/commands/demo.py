@@ -8,6 +8,7 @@ import sys
 
 from workers import embedded
 from workers.commands.common import Subparsers, couch, group, out
+from workers.errors import EmbeddedServerError
 from workers.settings import Settings
 
 
@@ -15,10 +16,20 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from workers.demo import report, scenario
 
     settings = settings.model_copy(update={"db_prefix": args.prefix})
-    settings, started = scenario.ensure_server(settings, out)
+    if args.use_couch_url:
+        settings = scenario.use_server(settings, out)
+        started = False
+        users = scenario.DemoUsers(prefix=f"{args.prefix}-")
+    else:
+        try:
+            settings, started = scenario.ensure_server(settings, out)
+        except EmbeddedServerError as exc:
+            raise EmbeddedServerError(f"{exc} (to run the demo on the server already there, add --use-couch-url)"
+                                      ) from None
+        users = scenario.DemoUsers()
     size = scenario.DemoSize(areas=args.areas, structures_per_area=args.structures)
     try:
-        data = scenario.run(settings, size, out)
+        data = scenario.run(settings, size, out, users=users)
         for line in report.render(data):
             out(line)
         if args.json:
@@ -42,11 +53,18 @@ def cmd_export_map(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def register(sub: Subparsers) -> None:
-    demo = sub.add_parser("demo", help="the seed's walk-throughs end to end on the embedded server, with devices")
+    demo = sub.add_parser(
+        "demo", help="the seed's walk-throughs end to end, with devices: on the embedded server (started when none "
+        "runs), or with --use-couch-url on the server of FIELDSYNC_COUCH_URL (CouchDB 3 or the embedded one)")
     demo.add_argument("--areas", type=int, default=3, help="operational areas (default 3)")
     demo.add_argument("--structures", type=int, default=80, help="structures per area (default 80)")
     demo.add_argument("--prefix", default="demo", help="database prefix of the demo (emptied first; default demo)")
     demo.add_argument("--keep-running", action="store_true", help="leave the embedded server running at the end")
+    demo.add_argument(
+        "--use-couch-url", action="store_true",
+        help="run on the server of FIELDSYNC_COUCH_URL (admin credentials in the URL) instead of the embedded "
+        "one: only the databases of --prefix are emptied and written, and the demo's users are named "
+        "<prefix>-ana, <prefix>-ben...; every other database and user is left alone")
     demo.add_argument("--json", metavar="FILE", help="also write the report as JSON")
     demo.set_defaults(handler=cmd_demo)
 

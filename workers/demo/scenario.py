@@ -34,6 +34,7 @@ from workers.areas.index import MainIndex
 from workers.couch import Couch, Doc
 from workers.demo import forms
 from workers.devicesim import Device
+from workers.errors import ConfigError
 from workers.evaluator.templates import new_plan_from_template
 from workers.progress import Progress
 from workers.runner import Runner
@@ -41,7 +42,20 @@ from workers.settings import Settings
 from workers.synthetic import AreaSize, area_ids, operational_areas, uid
 
 SEED = "demo"
+DEMO_MARK = "fieldsyncDemo"  # on the demo's users: the prefix of the demo that made them
 PERMITTED = ["chw", "spray_operator"]
+
+
+@dataclass(frozen=True)
+class DemoUsers:
+    """The demo's CouchDB users: ``ana``, ``ben``, ``cara`` and ``dan``, named ``<prefix>ana``... On a server
+    of the operator's own (``--use-couch-url``) the prefix is the demo's database prefix, so that no existing
+    user is touched; on the embedded server it is empty, as the walk-throughs tell it."""
+
+    prefix: str = ""
+
+    def name(self, short: str) -> str:
+        return f"{self.prefix}{short}"
 
 
 @dataclass(frozen=True)
@@ -71,6 +85,7 @@ class Demo:
     size: DemoSize
     workdir: Path
     say: Callable[[str], None]
+    names: DemoUsers = field(default_factory=DemoUsers)
     areas: list[str] = field(default_factory=list)
     plans: dict[str, Doc] = field(default_factory=dict)
     users: dict[str, DemoUser] = field(default_factory=dict)
@@ -167,11 +182,19 @@ def prepare(demo: Demo) -> None:
     app = c.get(s.dbs.main, "settings") or {}
     app.setdefault("permissions", {})["can_track_task_interactions"] = PERMITTED
     c.put(s.dbs.main, app)
-    demo.users = {u.name: u for u in (
-        DemoUser("ana", ["spray_operator", "chw"], 0), DemoUser("ben", ["spray_operator"], 0),
-        DemoUser("cara", ["chw"], 1 % demo.size.areas), DemoUser("dan", ["supervisor"], 2 % demo.size.areas))}
+    n = demo.names.name
+    demo.users = {short: DemoUser(n(short), roles, index) for short, roles, index in (
+        ("ana", ["spray_operator", "chw"], 0), ("ben", ["spray_operator"], 0),
+        ("cara", ["chw"], 1 % demo.size.areas), ("dan", ["supervisor"], 2 % demo.size.areas))}
     for user in demo.users.values():
+        existing = c.get(provision.USERS_DB, f"org.couchdb.user:{user.name}")
+        if demo.names.prefix and existing is not None and existing.get(DEMO_MARK) != s.db_prefix:
+            raise ConfigError(f"user {user.name} exists on this server and is not a user of the demo with prefix "
+                              f"{s.db_prefix}: choose another --prefix")
         provision.add_user(c, s, user.name, user.password, user.roles)
+        doc = c.get(provision.USERS_DB, f"org.couchdb.user:{user.name}") or {}
+        if doc.get(DEMO_MARK) != s.db_prefix:
+            c.put(provision.USERS_DB, {**doc, DEMO_MARK: s.db_prefix})
     demo.say(f"databases with prefix {s.db_prefix} ready ({dropped} old ones dropped); users "
              + ", ".join(f"{u.name} ({','.join(u.roles)})" for u in demo.users.values()))
 
@@ -236,11 +259,12 @@ def open_devices(demo: Demo) -> None:
 def irs_walkthrough(demo: Demo) -> None:
     """ana drops points (each a Register_Structure form) and sprays structures, offline."""
     ana, area, irs = demo.device("ana"), demo.areas[demo.users["ana"].area_index], demo.plans["irs"]
+    who = demo.users["ana"].name
     dropped = []
     for n in range(2):
         point = forms.dropped_point(SEED, area, n, 100.001 + n * 0.001, 14.001)
         ana.put("area", point)
-        ana.put("area", forms.event(SEED, "Register_Structure", point["_id"], area, irs["_id"], "ana", demo.tick(),
+        ana.put("area", forms.event(SEED, "Register_Structure", point["_id"], area, irs["_id"], who, demo.tick(),
                                     observations={"structureType": "Residential Structure"}))
         dropped.append(point["_id"])
     ready = sorted((t for t in demo.tasks_on("ana", planIdentifier=irs["_id"], code="IRS", status="Ready")),
@@ -248,7 +272,7 @@ def irs_walkthrough(demo: Demo) -> None:
     sprayed = ready[:5]
     for i, task in enumerate(sprayed):
         outcome = "Not Sprayed" if i == 4 else "Sprayed"
-        ana.put("area", forms.event(SEED, "Spray", task["for"], area, irs["_id"], "ana", demo.tick(),
+        ana.put("area", forms.event(SEED, "Spray", task["for"], area, irs["_id"], who, demo.tick(),
                                     task=task["_id"], business_status=outcome))
     demo.facts.update(dropped=dropped, sprayed=[t["_id"] for t in sprayed])
     demo.facts["conflict_task"] = ready[5]["_id"] if len(ready) > 5 else None
@@ -289,11 +313,13 @@ def register_family(demo: Demo, name: str, task: Doc, area: str, plan_doc: Doc) 
     family_doc, members = docs[0], docs[1:]
     for doc in docs:
         device.put("area", doc)
-    device.put("area", forms.event(SEED, "Family_Registration", family_doc["_id"], area, plan_doc["_id"], name,
+    device.put("area", forms.event(SEED, "Family_Registration", family_doc["_id"], area, plan_doc["_id"],
+                                   demo.users[name].name,
                                    when, task=task["_id"], business_status="Complete",
                                    structure_id=str(task["for"])))
     for m in members:
-        device.put("area", forms.event(SEED, "Family_Member_Registration", m["_id"], area, plan_doc["_id"], name,
+        device.put("area", forms.event(SEED, "Family_Member_Registration", m["_id"], area, plan_doc["_id"],
+                                   demo.users[name].name,
                                        demo.tick(1), structure_id=str(task["for"])))
     return docs
 
@@ -330,6 +356,7 @@ def follow_ups(demo: Demo) -> None:
     if not home:
         return
     cara, area, fi = demo.device("cara"), demo.areas[demo.users["cara"].area_index], demo.plans["fi"]
+    who = demo.users["cara"].name
     members = {d["_id"] for d in cara.docs("area") if d.get("type") == "Client"
                and (d.get("attributes") or {}).get("residence") == home}
     follow = [t for t in demo.tasks_on("cara", planIdentifier=fi["_id"], status="Ready")
@@ -337,12 +364,12 @@ def follow_ups(demo: Demo) -> None:
     demo.facts["fi_follow_ups"] = sorted(str(t["code"]) for t in follow)
     for task in follow:
         if task["code"] == "Blood Screening":
-            cara.put("area", forms.event(SEED, "blood_screening", task["for"], area, fi["_id"], "cara",
+            cara.put("area", forms.event(SEED, "blood_screening", task["for"], area, fi["_id"], who,
                                          demo.tick(), task=task["_id"], business_status="Tested"))
             break
     for task in follow:
         if task["code"] == "Bednet Distribution":
-            cara.put("area", forms.event(SEED, "bednet_distribution", task["for"], area, fi["_id"], "cara",
+            cara.put("area", forms.event(SEED, "bednet_distribution", task["for"], area, fi["_id"], who,
                                          demo.tick(), task=task["_id"], business_status="Complete"))
             break
     demo.push("cara")
@@ -355,8 +382,9 @@ def record_interactions(demo: Demo) -> None:
     start = int(demo.clock.timestamp() * 1000)
     for i, (name, user) in enumerate(demo.users.items()):
         device = demo.device(name)
-        device.put("meta", forms.interactions(name, user.device_id, day, start + i * 1000, 3 + i))
-        device.push("meta", f"{demo.settings.url_for(name, user.password)}/{demo.settings.dbs.user_meta(name)}")
+        device.put("meta", forms.interactions(user.name, user.device_id, day, start + i * 1000, 3 + i))
+        device.push("meta", f"{demo.settings.url_for(user.name, user.password)}/"
+                    f"{demo.settings.dbs.user_meta(user.name)}")
     started = time.perf_counter()
     passed = summarizer.run_pass(demo.couch, demo.settings)
     demo.facts["summarize"] = {"records": passed.records, "documents": passed.documents_written,
@@ -377,14 +405,14 @@ def converge(demo: Demo) -> None:
     demo.facts["conflict_winner"] = main.get("businessStatus")
 
 
-def run(settings: Settings, size: DemoSize, say: Callable[[str], None], workdir: Path | None = None
-        ) -> dict[str, Any]:
+def run(settings: Settings, size: DemoSize, say: Callable[[str], None], workdir: Path | None = None, *,
+        users: DemoUsers | None = None) -> dict[str, Any]:
     """The whole demo on ``settings``' server; returns the report (see :mod:`workers.demo.report`)."""
     from workers.demo import report
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="fieldsync-demo-devices-") as tmp:
-        demo = Demo(settings, Couch.from_settings(settings), size, workdir or Path(tmp), say)
+        demo = Demo(settings, Couch.from_settings(settings), size, workdir or Path(tmp), say, users or DemoUsers())
         try:
             prepare(demo)
             load_area(demo)
@@ -404,7 +432,22 @@ def run(settings: Settings, size: DemoSize, say: Callable[[str], None], workdir:
             for device in demo.devices.values():
                 device.close()
         demo.facts["seconds"] = round(time.perf_counter() - started, 1)
-        return report.collect(demo.couch, settings, demo.plans, demo.users, demo.facts)
+        return report.collect(demo.couch, settings, demo.plans, {u.name: u for u in demo.users.values()},
+                              demo.facts)
+
+
+def use_server(settings: Settings, say: Callable[[str], None]) -> Settings:
+    """The server of ``FIELDSYNC_COUCH_URL``, as it is (never started nor stopped here): it must answer, as an
+    admin."""
+    if settings.credentials is None:
+        raise ConfigError("--use-couch-url needs admin credentials in FIELDSYNC_COUCH_URL "
+                          "(http://USER:PASSWORD@HOST:PORT)")
+    couch = Couch.from_settings(settings)
+    described = couch.describe()
+    if "_admin" not in (couch.session().get("userCtx") or {}).get("roles", []):
+        raise ConfigError(f"--use-couch-url: {settings.admin_user} is not an admin of {settings.couch_url}")
+    say(f"using {described} at {settings.couch_url}: databases with prefix {settings.db_prefix} only")
+    return settings
 
 
 def ensure_server(settings: Settings, say: Callable[[str], None]) -> tuple[Settings, bool]:
