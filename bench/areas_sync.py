@@ -55,9 +55,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (
     activate,
+    add_server_args,
     area_size,
     audit_count,
-    embedded_server,
+    bench_server,
     fresh_db,
     load,
     maxrss_mib,
@@ -65,7 +66,9 @@ from bench.common import (
     quiet_logs,
     rate,
     run_workers,
+    scratch,
     spread,
+    use_server_args,
 )
 from workers import provision
 from workers.areas import assignments
@@ -145,7 +148,7 @@ def measure_fanout(structures: int, per_area: int, template: str) -> dict[str, A
     size = area_size(structures, per_area)
     out: dict[str, Any] = {"structures": size.areas * size.structures_per_area, "areas": size.areas,
                            "template": template}
-    with embedded_server() as server:
+    with bench_server() as server:
         couch, settings = server.couch, server.settings
         main = settings.dbs.main
         started = time.perf_counter()
@@ -174,7 +177,7 @@ def measure_fanout(structures: int, per_area: int, template: str) -> dict[str, A
         out["refused"] = audit_count(couch, settings, "refused")
 
         # the reference, same server, same documents
-        target = "benchraw-replicate"
+        target = scratch("benchraw-replicate")
         couch.delete_db(target)
         seconds, why = try_replicate(couch, settings, main, target)
         out["replicate_why"] = why
@@ -241,7 +244,7 @@ def irs_task_id(plan: Doc, entity: str) -> str:
 
 
 def user_name(i: int) -> str:
-    return f"op{i:03d}"
+    return scratch(f"op{i:03d}")
 
 
 def password(i: int) -> str:
@@ -274,7 +277,7 @@ def measure_round_trip(devices: int, areas: int, per_area: int, poll: float, tim
     dev_root = Path(tempfile.mkdtemp(prefix="fieldsync-bench-areas-"))
     fleet: list[Device] = []
     try:
-        with embedded_server() as server:
+        with bench_server() as server:
             couch, settings = server.couch, server.settings
             main = settings.dbs.main
             started = time.perf_counter()
@@ -432,7 +435,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=300.0, help="round trip: seconds a device waits")
     parser.add_argument("--ref-tries", type=int, default=7, help="round trip: tries of the raw reference")
     parser.add_argument("--solo-tries", type=int, default=3, help="round trip: one device alone first, tries")
+    add_server_args(parser)
     args = parser.parse_args(argv)
+    use_server_args(args)
     quiet_logs()
     if args.part in ("fanout", "all"):
         report_fanout(measure_fanout(args.structures, args.per_area, args.template))

@@ -1,11 +1,18 @@
-"""Shared pieces of the worker benchmarks: an embedded server of their own (free loopback port, temporary
-directory, always stopped), loading generated data in bounded chunks, raw ``_bulk_docs`` timing, memory peaks.
+"""Shared pieces of the worker benchmarks: the server measured, loading generated data in bounded chunks, raw
+``_bulk_docs`` timing, memory peaks.
+
+The server: an embedded server of the benchmark's own (free loopback port, temporary directory, always stopped),
+or, with ``--couch-url URL`` (admin credentials in the URL), any running server such as an Apache CouchDB 3 node
+(``../shared/couchdb/couchdb3 start DIR PORT USER PASSWORD``). There the benchmark uses a database prefix of its
+own (``bench<random>``), names its users and scratch databases after it, and removes them all at the end: every
+other database and user is left alone. Each run prints the server and version it measured.
 
 Figures only: nothing here passes or fails on time.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import resource
 import secrets
@@ -24,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from workers import embedded, provision
 from workers.couch import Couch, Doc
+from workers.errors import NotFound
 from workers.evaluator.templates import new_plan_from_template
 from workers.registry import build
 from workers.runner import Runner, RunStats
@@ -52,6 +60,84 @@ class Server:
     data_dir: Path
 
 
+@dataclass
+class _Target:
+    couch_url: str | None = None  # None: an embedded server of the benchmark's own
+    prefix: str = ""  # on a server given by --couch-url: this run's database and user prefix
+
+
+_TARGET = _Target()
+
+
+def add_server_args(parser: argparse.ArgumentParser) -> None:
+    """``--couch-url URL``: measure that server (admin credentials in the URL) instead of an embedded one."""
+    parser.add_argument("--couch-url", metavar="URL", default=None,
+                        help="measure this running server (http://ADMIN:PASSWORD@HOST:PORT, e.g. an Apache "
+                        "CouchDB 3 node) with a database prefix of the run's own, removed at the end; default: an "
+                        "embedded server of the benchmark's own")
+
+
+def use_server_args(args: argparse.Namespace) -> None:
+    """Remember ``--couch-url`` for :func:`bench_server` (call once, after parsing)."""
+    _TARGET.couch_url = getattr(args, "couch_url", None)
+
+
+def server_args() -> list[str]:
+    """The arguments that give a child benchmark process the same server (``--couch-url``), or none."""
+    return ["--couch-url", _TARGET.couch_url] if _TARGET.couch_url else []
+
+
+def scratch(name: str) -> str:
+    """The name of a scratch database (or user) of this run: ``name`` on an embedded server of the run's own,
+    ``<prefix>-name`` on a server given by ``--couch-url``."""
+    return f"{_TARGET.prefix}-{name}" if _TARGET.prefix else name
+
+
+@contextmanager
+def bench_server(timeout: float = 120.0) -> Iterator[Server]:
+    """The server measured, initialised with the run's databases, which are removed (or the embedded server
+    stopped) at the end whatever happens. Prints which server and version it is."""
+    if _TARGET.couch_url:
+        with _given_server(_TARGET.couch_url, timeout) as server:
+            yield server
+        return
+    with embedded_server(timeout) as server:
+        print(f"server: {server.couch.describe()}, embedded (own, {server.settings.couch_url})", flush=True)
+        yield server
+
+
+@contextmanager
+def _given_server(url: str, timeout: float) -> Iterator[Server]:
+    with tempfile.TemporaryDirectory(prefix="fieldsync-bench-") as tmp:
+        _TARGET.prefix = f"bench{secrets.token_hex(4)}"
+        settings = Settings.from_env({"FIELDSYNC_COUCH_URL": url, "FIELDSYNC_DATA_DIR": tmp,
+                                      "FIELDSYNC_HTTP_TIMEOUT": str(timeout), "FIELDSYNC_DB_PREFIX": _TARGET.prefix})
+        couch = Couch.from_settings(settings)
+        print(f"server: {couch.describe()} at {settings.couch_url} (database prefix {_TARGET.prefix}, removed at "
+              "the end)", flush=True)
+        try:
+            provision.init(couch, settings)
+            yield Server(settings, couch, Path(tmp))
+        finally:
+            _remove_run(couch, _TARGET.prefix)
+            _TARGET.prefix = ""
+
+
+def _remove_run(couch: Couch, prefix: str) -> None:
+    """Every database and user of this run (named after its prefix), nothing else."""
+    for db in couch.all_dbs():
+        if db == prefix or db.startswith(prefix + "-"):
+            couch.delete_db(db)
+    rows = couch.all_docs(provision.USERS_DB, include_docs=False, startkey=f"org.couchdb.user:{prefix}-",
+                          endkey=f"org.couchdb.user:{prefix}-\ufff0")
+    gone = [{"_id": r["id"], "_rev": r["value"]["rev"], "_deleted": True} for r in rows if "value" in r]
+    for start in range(0, len(gone), CHUNK):
+        try:
+            couch.bulk_docs(provision.USERS_DB, gone[start : start + CHUNK])
+        except NotFound:
+            return
+
+
 @contextmanager
 def embedded_server(timeout: float = 120.0) -> Iterator[Server]:
     """An embedded server on a free loopback port in a temporary directory, initialised, stopped at the end
@@ -71,7 +157,9 @@ def embedded_server(timeout: float = 120.0) -> Iterator[Server]:
 
 
 def fresh_db(couch: Couch, name: str) -> str:
-    """A new, admin-only database outside fieldsync's prefix (no worker follows it)."""
+    """A new, admin-only scratch database outside fieldsync's databases (no worker follows it), named by
+    :func:`scratch`; returns its name."""
+    name = scratch(name)
     couch.delete_db(name)
     couch.create_db(name)
     couch.put_security(name, provision.ADMIN_ONLY)

@@ -7,7 +7,7 @@ compatibility layer that makes it answer as OpenSRP does). Prints entities/s, co
 peak memory of each, and the ratio. Exits 1 if the two runs decide differently on any entity (every
 condition decision is compared, and the tasks). Figures only: never a pass/fail on time.
 
-    .venv/bin/python bench/evaluator_activation.py [--structures N] [--seed S]
+    .venv/bin/python bench/evaluator_activation.py [--structures N] [--seed S] [--couch-url URL (unused)]
 """
 
 from __future__ import annotations
@@ -121,7 +121,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--structures", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=2021)
+    parser.add_argument("--couch-url", metavar="URL", default=None,
+                        help="accepted like every benchmark's, unused: this one measures the evaluator alone, in "
+                        "memory, with no server")
     args = parser.parse_args(argv)
+    print("server: none (the evaluator alone, in memory: the same figures on every server)")
     plan, docs, entities = generate(args.structures, args.seed)
     lookup = InMemoryLookup(docs)
     del docs

@@ -54,7 +54,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import embedded_server, maxrss_mib, quiet_logs, rate
+from bench.common import (
+    add_server_args,
+    bench_server,
+    maxrss_mib,
+    quiet_logs,
+    rate,
+    scratch,
+    server_args,
+    use_server_args,
+)
 from summarizer import job
 from validators.interaction import daily_doc_id, validate_record
 from workers import provision
@@ -112,7 +121,7 @@ class CountingCouch(Couch):
 
 
 def user_name(i: int) -> str:
-    return f"chw{i:05d}"
+    return scratch(f"chw{i:05d}")
 
 
 def _event(action: str, ts: int, n: int) -> Doc:
@@ -283,7 +292,7 @@ def check(couch: Couch, settings: Settings, args: argparse.Namespace) -> dict[st
 
 def measure(args: argparse.Namespace, *, raw: bool) -> dict[str, Any]:
     out: dict[str, Any] = {"users": args.users, "events": args.events, "docs_per_device": args.docs_per_device}
-    with embedded_server(timeout=300.0) as server:
+    with bench_server(timeout=300.0) as server:
         couch, settings = server.couch, server.settings
         out["cap"] = settings.interaction_cap
         setup(couch, settings, args, out)
@@ -373,7 +382,8 @@ def memory(args: argparse.Namespace) -> int:
     results = []
     for n in [int(s) for s in args.sizes.split(",") if s.strip()]:
         cmd = [sys.executable, __file__, "--users", str(n), "--events", str(args.events), "--docs-per-device",
-               str(args.docs_per_device), "--overlap", str(args.overlap), "--child", "--trace"]
+               str(args.docs_per_device), "--overlap", str(args.overlap), "--child", "--trace",
+               *server_args()]
         print(f"  running {n:,} users in a subprocess ...", flush=True)
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if done.returncode != 0:
@@ -405,7 +415,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory", action="store_true", help="peak memory at --sizes users, one subprocess each")
     parser.add_argument("--sizes", default="250,1000")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    add_server_args(parser)
     args = parser.parse_args(argv)
+    use_server_args(args)
     if args.users < 1 or args.events < 1 or args.docs_per_device < 1 or args.overlap < 0:
         parser.error("--users, --events and --docs-per-device are at least 1, --overlap at least 0")
     quiet_logs()

@@ -30,8 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (
     activate,
+    add_server_args,
     area_size,
-    embedded_server,
+    bench_server,
     fresh_db,
     maxrss_mib,
     quiet_logs,
@@ -39,7 +40,9 @@ from bench.common import (
     raw_bulk_docs,
     run_workers,
     seed_areas,
+    server_args,
     strip_rev,
+    use_server_args,
 )
 from workers.plans import activation
 
@@ -49,7 +52,7 @@ SEED = "bench-activation"
 def measure(structures: int, per_area: int, *, raw: bool, trace: bool) -> dict[str, Any]:
     size = area_size(structures, per_area)
     out: dict[str, Any] = {"structures": size.areas * size.structures_per_area, "areas": size.areas}
-    with embedded_server() as server:
+    with bench_server() as server:
         couch, settings = server.couch, server.settings
         started = time.perf_counter()
         docs, plan = seed_areas(couch, settings, SEED, size)
@@ -105,7 +108,8 @@ def report(m: dict[str, Any]) -> None:
 def memory(sizes: list[int], per_area: int, trace: bool) -> int:
     results = []
     for n in sizes:
-        cmd = [sys.executable, __file__, "--structures", str(n), "--per-area", str(per_area), "--child"]
+        cmd = [sys.executable, __file__, "--structures", str(n), "--per-area", str(per_area), "--child",
+               *server_args()]
         if trace:
             cmd.append("--trace")
         print(f"  running {n:,} structures in a subprocess ...", flush=True)
@@ -140,7 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-tracemalloc", action="store_true", help="--memory: RSS only (faster)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--trace", action="store_true", help=argparse.SUPPRESS)
+    add_server_args(parser)
     args = parser.parse_args(argv)
+    use_server_args(args)
     quiet_logs()
     if args.memory:
         sizes = [int(s) for s in args.sizes.split(",") if s.strip()]

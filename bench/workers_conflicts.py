@@ -37,14 +37,16 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (
+    add_server_args,
     audit_count,
+    bench_server,
     count_conflicted,
-    embedded_server,
     fresh_db,
     maxrss_mib,
     quiet_logs,
     rate,
     run_workers,
+    use_server_args,
     write_leaves,
 )
 from workers.couch import Couch, Doc
@@ -131,7 +133,7 @@ def later_body_won(couch: Couch, db: str, sample: int) -> int:
 
 def measure(count: int, chunk: int | None) -> dict[str, Any]:
     out: dict[str, Any] = {"docs": count}
-    with embedded_server() as server:
+    with bench_server() as server:
         couch, settings = server.couch, server.settings
         chunk = chunk or settings.batch_size
         out["chunk"] = chunk
@@ -192,7 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--docs", type=int, default=10_000, help="conflicted documents (default 10,000)")
     parser.add_argument("--chunk", type=int, default=None,
                         help="documents per raw _bulk_get/_bulk_docs (default: FIELDSYNC_BATCH_SIZE, 200)")
+    add_server_args(parser)
     args = parser.parse_args(argv)
+    use_server_args(args)
     quiet_logs()
     report(measure(args.docs, args.chunk))
     return 0

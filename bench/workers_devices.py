@@ -46,9 +46,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (
     Server,
+    add_server_args,
     area_size,
     audit_count,
-    embedded_server,
+    bench_server,
     fresh_db,
     load,
     maxrss_mib,
@@ -57,6 +58,7 @@ from bench.common import (
     raw_round_trips,
     run_workers,
     spread,
+    use_server_args,
 )
 from workers.couch import Couch, Doc
 from workers.devicesim import Device
@@ -178,7 +180,7 @@ def measure(devices: int, events: int, rounds: int, structures: int, timeout: fl
     out: dict[str, Any] = {"devices": devices, "events_per_device": events, "rounds": rounds,
                            "structures": size.areas * size.structures_per_area, "areas": size.areas}
     dev_root = Path(tempfile.mkdtemp(prefix="fieldsync-bench-devices-"))
-    with embedded_server() as server:
+    with bench_server() as server:
         couch, settings = server.couch, server.settings
         main_db = settings.dbs.main
         started = time.perf_counter()
@@ -324,7 +326,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="pushes of every device at once, default 3")
     parser.add_argument("--structures", type=int, default=1000, help="generated structures before, default 1000")
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for a round's tasks")
+    add_server_args(parser)
     args = parser.parse_args(argv)
+    use_server_args(args)
     if shutil.which("node") is None:
         print("node is needed for the simulated devices", file=sys.stderr)
         return 2
