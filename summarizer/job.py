@@ -30,6 +30,7 @@ from validators.interaction import InteractionLog
 from workers import provision
 from workers.audit import now_iso, stable_id, write_many_once
 from workers.couch import Couch, Doc
+from workers.errors import FieldsyncError
 from workers.logs import log_event
 from workers.settings import Settings
 
@@ -50,6 +51,7 @@ class PassReport:
     not_permitted: int = 0
     parked: int = 0
     skipped_unchanged: int = 0
+    failed: int = 0
     ms: float = 0.0
     per_user: dict[str, int] = field(default_factory=dict)
 
@@ -117,8 +119,71 @@ def _write_day(couch: Couch, settings: Settings, user: str, day: str, records: l
     raise RuntimeError(f"daily documents of {user} on {day} kept changing during the merge")
 
 
+def _strays(couch: Couch, db: str) -> list[Doc]:
+    """Documents of a meta database that are not interaction records (written before its door refused them):
+    nothing else belongs there."""
+    out: list[Doc] = []
+    for params in ({"endkey": PREFIX}, {"startkey": PREFIX + "\ufff0"}):
+        for row in couch.all_docs(db, include_docs=True, **params):
+            doc = row.get("doc")
+            if doc and not str(doc.get("_id", "")).startswith(("_design/", PREFIX)):
+                out.append(doc)
+    return out
+
+
+def _quarantine_unreadable(couch: Couch, settings: Settings, db: str, report: PassReport) -> int:
+    """Park (without their body, which cannot be read) and remove the documents of ``db`` that fail to decode."""
+    unreadable: list[tuple[Doc, Exception]] = []
+    for row in couch.all_docs(db, include_docs=False):
+        doc_id, rev = str(row.get("id")), str((row.get("value") or {}).get("rev", ""))
+        if doc_id.startswith("_design/"):
+            continue
+        try:
+            couch.get(db, doc_id)
+        except RecursionError:
+            unreadable.append(({"_id": doc_id, "_rev": rev},
+                               ValueError(f"{doc_id}: nested too deeply to be read: removed unread")))
+    parked = _park(couch, settings, db, unreadable)
+    report.removed += couch.purge_or_delete(db, [doc for doc, _ in unreadable])
+    log_event(log, "unreadable documents removed", logging.WARNING, db=db, documents=len(unreadable))
+    return parked
+
+
+def _known_refs(leaves: list[Doc], refs: frozenset[str]) -> tuple[list[Doc], int]:
+    """The records with every ``ref`` outside the programme's list dropped (the event stays, without it)."""
+    dropped = 0
+    out: list[Doc] = []
+    for doc in leaves:
+        sessions = doc.get("sessions")
+        if not isinstance(sessions, list):
+            out.append(doc)
+            continue
+        new_sessions = []
+        for session in sessions:
+            events = session.get("events") if isinstance(session, dict) else None
+            if not isinstance(events, list):
+                new_sessions.append(session)
+                continue
+            kept = []
+            for event in events:
+                if isinstance(event, dict) and isinstance(event.get("ref"), str) and event["ref"] not in refs:
+                    event = {k: v for k, v in event.items() if k != "ref"}
+                    dropped += 1
+                kept.append(event)
+            new_sessions.append({**session, "events": kept})
+        out.append({**doc, "sessions": new_sessions})
+    return out, dropped
+
+
 def merge_database(couch: Couch, settings: Settings, db: str, user: str, permitted: bool, report: PassReport,
-                   *, date: str | None = None) -> None:
+                   *, date: str | None = None, refs: frozenset[str] = frozenset()) -> None:
+    strays = _strays(couch, db)
+    if strays:
+        report.parked += _park(couch, settings, db, [
+            (doc, ValueError(f"{doc.get('_id')}: _id: a meta database holds interaction records only"))
+            for doc in strays])
+        report.removed += couch.purge_or_delete(db, strays)
+        log_event(log, "removed stray documents", logging.WARNING, db=db, user=user, documents=len(strays))
     leaves = _leaves(couch, db, date)
     if not leaves:
         return
@@ -128,7 +193,13 @@ def merge_database(couch: Couch, settings: Settings, db: str, user: str, permitt
         report.not_permitted += len(leaves)
         log_event(log, "not permitted: removed", db=db, user=user, records=len(leaves))
         return
-    valid, bad = parse_records(leaves, expected_user=user, allow_daily=False)
+    checked = leaves
+    if refs:
+        checked, dropped = _known_refs(leaves, refs)
+        if dropped:
+            log_event(log, "refs not in settings.interactionRefs dropped", logging.WARNING, db=db, user=user,
+                      events=dropped)
+    valid, bad = parse_records(checked, expected_user=user, allow_daily=False)
     if bad:
         report.parked += _park(couch, settings, db, bad)  # type: ignore[arg-type]
         log_event(log, "parked invalid records", logging.WARNING, db=db, user=user, records=len(bad),
@@ -167,7 +238,23 @@ def run_pass(couch: Couch, settings: Settings, *, date: str | None = None, full:
         roles = list((users.get(user) or {}).get("roles", []))
         permitted = app.has_permission(PERMISSION, roles)
         before = report.records
-        merge_database(couch, settings, db, user, permitted, report, date=date)
+        try:
+            try:
+                merge_database(couch, settings, db, user, permitted, report, date=date,
+                               refs=frozenset(app.interaction_refs))
+            except RecursionError:
+                # a record nested too deeply for a JSON reader: read one document at a time, park and remove
+                # what cannot be read, then merge the rest
+                report.parked += _quarantine_unreadable(couch, settings, db, report)
+                merge_database(couch, settings, db, user, permitted, report, date=date,
+                               refs=frozenset(app.interaction_refs))
+        except (FieldsyncError, RecursionError, ValueError) as exc:
+            # one user's database that cannot be read or merged (a record nested thousands of levels deep...)
+            # never stops the others: the pass goes on, and the error is in the log and the pass report
+            report.failed += 1
+            log_event(log, "merge failed", logging.ERROR, db=db, user=user,
+                      error=f"{exc.__class__.__name__}: {str(exc)[:300]}")
+            continue
         if report.records > before:
             report.users += 1
         couch.put_local(settings.dbs.users_meta, f"{CHECKPOINT}@{db}",
@@ -176,7 +263,7 @@ def run_pass(couch: Couch, settings: Settings, *, date: str | None = None, full:
     _record(couch, settings, report)
     log_event(log, "pass", users=report.users, databases=report.databases, records=report.records,
               documents=report.documents_written, removed=report.removed, not_permitted=report.not_permitted,
-              parked=report.parked, skipped=report.skipped_unchanged, ms=report.ms, full=full)
+              parked=report.parked, failed=report.failed, skipped=report.skipped_unchanged, ms=report.ms, full=full)
     return report
 
 
@@ -185,7 +272,7 @@ def _record(couch: Couch, settings: Settings, report: PassReport) -> None:
     totals = couch.get_local(settings.dbs.users_meta, CHECKPOINT) or {}
     summary = {k: v for k, v in asdict(report).items() if k != "per_user"}
     totals_out = dict(totals.get("totals", {}))
-    for key in ("records", "documents_written", "removed", "not_permitted", "parked"):
+    for key in ("records", "documents_written", "removed", "not_permitted", "parked", "failed"):
         totals_out[key] = int(totals_out.get(key, 0)) + int(summary[key])
     passes = int(totals.get("passes", 0)) + 1
     couch.put_local(settings.dbs.users_meta, CHECKPOINT,

@@ -31,6 +31,9 @@ class AppSettings(BaseModel):
     permissions: dict[str, list[str]] = Field(default_factory=dict)
     roles: dict[str, Role] = Field(default_factory=dict)
     map_view_styles: list[MapStyle] = Field(default_factory=list)
+    # the task title keys and form ids of the programme: when listed, the summarizer keeps only these refs in
+    # interaction records (a ref outside the list, possibly a name written as a key, is dropped from its event)
+    interaction_refs: list[str] = Field(default_factory=list, alias="interactionRefs")
 
     def roles_with(self, permission: str) -> set[str]:
         return set(self.permissions.get(permission, []))

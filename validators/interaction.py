@@ -24,8 +24,11 @@ The contract (the same rules as ``couch_design/user-meta/fieldsync/validate_doc_
 - ``action``: one of :data:`ACTIONS`. ``timestamp`` and ``startedAt``: epoch milliseconds, integers (as CHT's
   ``Date.now()``; a float with no fraction, which JSON cannot tell apart, is taken as its integer), between
   2000-01-01 and 2100-01-01 (catches seconds-for-milliseconds mistakes).
-- ``ref`` (a task title key or a form id) and ``session``: 1-64 characters of ``[A-Za-z0-9_.:-]``, no spaces:
-  a key, never a free text.
+- ``session``: 1-64 characters of ``[A-Za-z0-9_.:-]``, no spaces: a key, never a free text.
+- ``ref`` (a task title key or a form id, ``task.malaria.followup``, ``pnc_home_visit``): 1-64 characters, lower
+  case ``a-z 0-9 _`` in parts separated by ``.``, ``:`` or ``-``, starting with a letter, with no run of 4 digits
+  (a phone number, an id or a date never passes). A name written as such a key would still fit: where the
+  programme lists its refs (``settings.interactionRefs``), the summarizer keeps only those.
 - ``detail``: a count or a list position: a string of digits without leading zeros (``"0"``, ``"6"``), at most
   9 digits. CHT sends strings; a non-negative integer (not a boolean) is accepted too and normalised to its
   string, so ``6`` and ``"6"`` are the same event.
@@ -45,6 +48,7 @@ import re
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -87,6 +91,7 @@ ACTIONS: tuple[str, ...] = get_args(Action)
 ACTION_RANK: dict[str, int] = {action: rank for rank, action in enumerate(ACTIONS)}
 
 KEY_RE = r"^[A-Za-z0-9_.:-]{1,64}$"
+REF_RE = r"^(?=.{1,64}$)(?!.*[0-9]{4})[a-z][a-z0-9_]*(?:[.:-][a-z0-9_]+)*$"
 DEVICE_RE = r"^[A-Za-z0-9_.:-]{1,128}$"
 VERSION_RE = r"^[A-Za-z0-9_.:+~-]{1,64}$"
 DETAIL_RE = r"^(0|[1-9][0-9]{0,8})$"
@@ -132,6 +137,18 @@ def _not_null(value: object) -> object:
 Millis = Annotated[StrictInt, BeforeValidator(_millis), Field(ge=MIN_MS, lt=MAX_MS)]
 Key = Annotated[str, Field(pattern=KEY_RE)]
 OptionalKey = Annotated[Key | None, BeforeValidator(_not_null)]
+_REF = re.compile(REF_RE)
+
+
+def _ref(value: object) -> object:
+    if isinstance(value, str) and not _REF.fullmatch(value):
+        raise ValueError("ref is a task title key or a form id: lower case a-z 0-9 _ separated by . : -, at most 64 "
+                         "characters, no run of 4 digits (never a name, a number or free text)")
+    return value
+
+
+Ref = Annotated[str, AfterValidator(_ref)]
+OptionalRef = Annotated[Ref | None, BeforeValidator(_not_null)]
 OptionalDetail = Annotated[str | None, BeforeValidator(_detail)]
 
 
@@ -142,7 +159,7 @@ class _Strict(BaseModel):
 class Event(_Strict):
     action: Action
     timestamp: Millis
-    ref: OptionalKey = None
+    ref: OptionalRef = None
     detail: OptionalDetail = None
 
     def to_json(self) -> dict[str, Any]:

@@ -174,6 +174,9 @@ class Follower:
             if since in (0, "0", None) or exc.status != 400:
                 raise
             return self._reset(since, f"the server refused it: {_describe(exc)}", started)
+        except RecursionError:
+            # a document nested too deeply for the JSON reader: go one change at a time past it
+            return self._step_one(since, with_docs, started)
         if not page.results:
             return Step(0, 0, 0, True, (time.perf_counter() - started) * 1000)
         relevant = [c for c in page.results if self._relevant(c)]
@@ -232,6 +235,28 @@ class Follower:
                                   doc_id=change.get("id"), seq=str(change.get("seq")), error=_describe(exc),
                                   audit_id=record["_id"])
         return writes, parked, last_error
+
+    def _step_one(self, since: Any, with_docs: bool, started: float) -> Step:
+        """One change, read with its document if it can be; one that cannot be read is parked (without its body)
+        and passed, so that one hostile document never stops the feed."""
+        bare = self.couch.changes(self.db, since, limit=1, include_docs=False, style="all_docs")
+        if not bare.results:
+            return Step(0, 0, 0, True, (time.perf_counter() - started) * 1000)
+        try:
+            page = self.couch.changes(self.db, since, limit=1, include_docs=with_docs,
+                                      conflicts=self.handler.conflicts, style="all_docs")
+        except RecursionError:
+            change = bare.results[0]
+            record = parked_record(self.handler.name, self.db, change, "nested too deeply to be read", 1)
+            write_once(self.couch, self.audit_db, record)
+            log_event(log, "parked", logging.ERROR, worker=self.handler.name, db=self.db, doc_id=change.get("id"),
+                      error="nested too deeply to be read", audit_id=record["_id"])
+            self._save_checkpoint(bare.last_seq, 1, 0, 1, f"{change.get('id')}: nested too deeply to be read")
+            return Step(1, 0, 1, False, (time.perf_counter() - started) * 1000)
+        relevant = [c for c in page.results if self._relevant(c)]
+        writes, parked, error = self._apply(relevant) if relevant else (0, 0, None)
+        self._save_checkpoint(page.last_seq, len(page.results), writes, parked, error)
+        return Step(len(page.results), writes, parked, False, (time.perf_counter() - started) * 1000)
 
     def pending(self, cap: int = 10_000) -> int:
         """Changes after the checkpoint (the lag), counted up to ``cap``."""

@@ -47,13 +47,16 @@ def _files(paths: list[Path]) -> list[Path]:
 def read_documents(paths: list[Path], report: LoadReport) -> list[Doc]:
     docs: list[Doc] = []
     for path in _files(paths):
+        if path.exists() and not path.is_file():  # a FIFO, a device, a socket: reading it could block for ever
+            report.rejected.append(Rejected(str(path), None, None, "", "not a regular file"))
+            continue
         try:
             data: Any = json.loads(path.read_text(encoding="utf-8"))
         except OSError as exc:
             report.rejected.append(Rejected(str(path), None, None, "", f"cannot read ({exc.strerror})"))
             continue
-        except ValueError as exc:
-            report.rejected.append(Rejected(str(path), None, None, "", f"not JSON ({exc})"))
+        except (ValueError, RecursionError) as exc:
+            report.rejected.append(Rejected(str(path), None, None, "", f"not JSON ({str(exc)[:200]})"))
             continue
         items = data if isinstance(data, list) else [data]
         for index, item in enumerate(items):

@@ -65,9 +65,12 @@ class Settings(BaseModel):
     @field_validator("couch_url")
     @classmethod
     def _url_is_http(cls, value: str) -> str:
+        if any(ord(c) < 0x21 or ord(c) == 0x7F for c in value):
+            raise ValueError("must not contain spaces, newlines or control characters")
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be an http(s) URL such as http://127.0.0.1:5984")
+        parts.port  # noqa: B018  (raises ValueError on a port out of range or not a number)
         if parts.username or parts.password:
             raise ValueError("credentials are split off before validation")
         return value.rstrip("/")
@@ -107,7 +110,13 @@ class Settings(BaseModel):
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if environ is None else environ)
         raw_url = env.get("FIELDSYNC_COUCH_URL", DEFAULT_URL).strip()
-        url, user, password = split_credentials(raw_url)
+        if any(ord(c) <= 0x20 or ord(c) == 0x7F for c in raw_url):  # urlsplit would silently drop a newline
+            raise ConfigError("bad configuration: FIELDSYNC_COUCH_URL: must not contain spaces, newlines or control "
+                              "characters (percent-encode them in a password: %20)")
+        try:
+            url, user, password = split_credentials(raw_url)
+        except ValueError as exc:  # a port that is not a number or out of range, a malformed IPv6 literal...
+            raise ConfigError(f"bad configuration: FIELDSYNC_COUCH_URL: not a usable URL ({exc})") from None
         values: dict[str, object] = {"couch_url": url}
         for field in cls.model_fields:
             if field in ("couch_url", "admin_user", "admin_password"):

@@ -109,6 +109,20 @@ def apply_security(couch: Couch, settings: Settings, index: Index, areas: list[s
     return changed
 
 
+def check_user(couch: Couch, name: str) -> None:
+    """Only an existing CouchDB user may be assigned: an assignment to a name nobody has yet would go to whoever
+    signs up under it (and the empty name matches no one CouchDB would authenticate)."""
+    if not name or not name.strip() or name != name.strip():
+        raise ConfigError(f"user {name!r}: a user name, without surrounding spaces")
+    if couch.get("_users", f"org.couchdb.user:{name}") is None:
+        raise ConfigError(f"user {name}: no such user (create it first: fieldsync users add {name} ...)")
+
+
+def check_team(team: str) -> None:
+    if not team or not team.strip() or team.startswith("_"):
+        raise ConfigError(f"team {team!r}: a role name, not empty and not starting with _ (CouchDB's own roles)")
+
+
 def check_area(index: Index, area: str) -> None:
     place = index.place(area)
     if place is None:

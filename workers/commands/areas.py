@@ -24,6 +24,7 @@ def _apply(client: Couch, settings: Settings, areas: list[str] | None, index: Ma
 def cmd_assign(args: argparse.Namespace, settings: Settings) -> int:
     client = couch(settings)
     index = MainIndex(client, settings.dbs.main)
+    assignments.check_user(client, args.user)
     for area in args.areas:
         assignments.check_area(index, area)
     assignments.update(client, settings, lambda a: a.users.setdefault(args.user, []).extend(args.areas))
@@ -46,6 +47,8 @@ def cmd_unassign(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_teams_assign(args: argparse.Namespace, settings: Settings) -> int:
     client = couch(settings)
+    for team in args.teams:
+        assignments.check_team(team)
     assignments.update(client, settings, lambda a: a.teams.setdefault(args.plan, []).extend(args.teams))
     _apply(client, settings, None)
     out(f"plan {args.plan}: teams {', '.join(args.teams)} sync its areas")

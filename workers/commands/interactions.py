@@ -25,8 +25,9 @@ def cmd_summarize(args: argparse.Namespace, settings: Settings) -> int:
     result = job.run_pass(couch(settings), settings, date=_date(args.date, "--date"), full=True)
     out(f"merged {result.records} records of {result.users} users into {result.documents_written} daily "
         f"documents; removed {result.removed} ({result.not_permitted} of users without "
-        f"{job.PERMISSION}); parked {result.parked}; {result.ms:.0f} ms")
-    return 0
+        f"{job.PERMISSION}); parked {result.parked}; {result.ms:.0f} ms"
+        + (f"; {result.failed} meta databases could not be merged (see the log)" if result.failed else ""))
+    return 1 if result.failed else 0
 
 
 def cmd_scheduler(args: argparse.Namespace, settings: Settings) -> int:

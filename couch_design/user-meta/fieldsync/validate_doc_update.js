@@ -10,6 +10,10 @@ function (newDoc, oldDoc, userCtx, secObj) {
     'task_group:leave', 'task_list:leave'
   ];
   var KEY = /^[A-Za-z0-9_.:-]{1,64}$/;
+  // a task title key or a form id (task.malaria.followup, pnc_home_visit): lower case, no run of 4 digits
+  // (a phone number, an id, a date), at most 64 characters; a name written as a key still fits, so the
+  // summarizer keeps only the refs of settings.interactionRefs when the programme lists them
+  var REF = /^(?!.*[0-9]{4})[a-z][a-z0-9_]*([.:-][a-z0-9_]+)*$/;
   var DEVICE = /^[A-Za-z0-9_.:-]{1,128}$/;
   var VERSION = /^[A-Za-z0-9_.:+~-]{1,64}$/;
   var DETAIL = /^(0|[1-9][0-9]{0,8})$/;
@@ -65,7 +69,10 @@ function (newDoc, oldDoc, userCtx, secObj) {
     onlyKeys(event, ['action', 'timestamp', 'ref', 'detail'], path);
     if (ACTIONS.indexOf(event.action) === -1) { deny(path + '.action', 'unknown action: one of ' + ACTIONS.join(', ')); }
     millis(event.timestamp, path + '.timestamp');
-    if (has(event, 'ref')) { key(event.ref, path + '.ref'); }
+    if (has(event, 'ref') && (typeof event.ref !== 'string' || event.ref.length > 64 || !REF.test(event.ref))) {
+      deny(path + '.ref', 'a task title key or a form id: lower case a-z 0-9 _ separated by . : -, at most 64 ' +
+        'characters, no run of 4 digits (never a name, a number or free text)');
+    }
     if (has(event, 'detail')) {
       var detail = event.detail;
       if (isInt(detail) && detail >= 0 && detail <= 999999999) { return; }
@@ -133,13 +140,11 @@ function (newDoc, oldDoc, userCtx, secObj) {
   }
   if (newDoc._deleted === true) { return; }
 
+  // interaction records only: a meta database is not a place for anything else a device would like to keep
+  if (id.indexOf('interaction-') !== 0) { deny('_id', 'a meta database holds interaction records only (interaction-<date>-<user>-<device>)'); }
+  if (newDoc.type !== 'interaction-log') { deny('type', 'a document with an interaction- id has type interaction-log'); }
   if (!isObject(newDoc.metadata)) { deny('metadata', 'an object with the user who wrote the document'); }
   if (newDoc.metadata.user !== name) { deny('metadata.user', 'must be the name of the user writing'); }
-  if (id.indexOf('interaction-') === 0 && newDoc.type !== 'interaction-log') {
-    deny('type', 'a document with an interaction- id has type interaction-log');
-  }
-  if (newDoc.type === 'interaction-log') {
-    if (has(newDoc, '_deleted')) { deny('_deleted', 'true or absent'); }
-    checkInteractionLog(newDoc);
-  }
+  if (has(newDoc, '_deleted')) { deny('_deleted', 'true or absent'); }
+  checkInteractionLog(newDoc);
 }

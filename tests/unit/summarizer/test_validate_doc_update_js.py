@@ -178,6 +178,9 @@ REFUSED: list[tuple[str, dict[str, Any], str]] = [
     ("unknown action", mutated(lambda d: ev3(d).update(action="task:delete")), f"{E}.action"),
     ("long ref", mutated(lambda d: ev3(d).update(ref="r" * 65)), f"{E}.ref"),
     ("ref with a space", mutated(lambda d: ev3(d).update(ref="Jane Doe")), f"{E}.ref"),
+    ("a name and a phone number as a ref", mutated(lambda d: ev3(d).update(ref="JaneDoe_0812345678")), f"{E}.ref"),
+    ("a phone number in a lower-case ref", mutated(lambda d: ev3(d).update(ref="jane.doe.0812345678")), f"{E}.ref"),
+    ("a capitalised name as a ref", mutated(lambda d: ev3(d).update(ref="JaneDoe")), f"{E}.ref"),
     ("null ref", mutated(lambda d: ev3(d).update(ref=None)), f"{E}.ref"),
     ("non-numeric detail", mutated(lambda d: ev3(d).update(detail="Jane")), f"{E}.detail"),
     ("detail with a leading zero", mutated(lambda d: ev3(d).update(detail="06")), f"{E}.detail"),
@@ -291,7 +294,8 @@ def test_who_may_write(vdu_src: str, tmp_path: Path) -> None:
         # no security object: PouchDB Server hands none to validation on _bulk_docs; _security admits only the
         # owner at the HTTP level, and metadata.user must still be the writer
         "no security object": "ok",
-        "owner, other document type": "ok",
+        # a meta database holds interaction records only (a device once kept "notes" with a patient there)
+        "owner, other document type": "forbidden",
         "owner, other type without metadata": "forbidden",
         "interaction id with another type": "forbidden",
         "owner deletes his record": "ok",
@@ -303,6 +307,7 @@ def test_who_may_write(vdu_src: str, tmp_path: Path) -> None:
     assert ": userCtx: " in by_name["anonymous"]["forbidden"]
     assert ": metadata.user: " in by_name["owner deletes another user's document"]["forbidden"]
     assert ": type: " in by_name["interaction id with another type"]["forbidden"]
+    assert ": _id: a meta database holds interaction records only" in by_name["owner, other document type"]["forbidden"]
 
 
 def test_an_owner_may_write_when_others_are_members_too(vdu_src: str, tmp_path: Path) -> None:
