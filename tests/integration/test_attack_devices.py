@@ -214,3 +214,29 @@ def test_a_malformed_checkpoint_is_reset_with_a_warning_never_fatal(
     checkpoint = couch.get_local(s.dbs.audit, f"fieldsync-sync@{area_db}") or {}
     assert checkpoint["seq"] != "garbage-!!"
     assert "checkpoint reset" in str(checkpoint.get("lastError"))
+
+
+def test_a_task_keeps_a_real_status_and_a_note_list(
+    couch: Couch, world: tuple[Settings, Doc], tmp_path: Path
+) -> None:
+    s, _ = world
+    assign(couch, s, "ana", NORTH)
+    with Device(tmp_path / "ana", "ana") as ana:
+        _pull(ana, s, "ana", NORTH)
+        tasks = [d for d in ana.docs("area") if d.get("type") == "Task"]
+        ana.put("area", {**tasks[0], "status": "Bogus"})
+        ana.put("area", {**tasks[1], "status": "Completed", "note": "Jane Doe, 0812345678"})
+        result = _push(ana, s, "ana", NORTH)
+        reasons = " | ".join(str(e["message"]) for e in result["errors"])
+        assert result["doc_write_failures"] == 2, reasons
+        assert ": status: not a task status" in reasons and ": note: a list of annotations" in reasons
+    # past the door, as a device's edit of the current revision: refused by the worker, the area restored
+    current = couch.get(s.dbs.area(NORTH), str(tasks[0]["_id"])) or {}
+    couch.put(s.dbs.area(NORTH), {**current, "status": "Bogus"})
+    run_workers(couch, s)
+    assert [t["status"] for t in _living(couch, s.dbs.main, str(tasks[0]["_id"]))] == ["Ready"]
+    assert [t["status"] for t in _living(couch, s.dbs.area(NORTH), str(tasks[0]["_id"]))] == ["Ready"]
+    assert "status: not a task status" in _refused(couch, s)[str(tasks[0]["_id"])]["error"]
+    main = couch.get(s.dbs.main, str(tasks[0]["_id"])) or {}
+    area = couch.get(s.dbs.area(NORTH), str(tasks[0]["_id"])) or {}
+    assert main["_rev"] == area["_rev"]  # both converge on one revision with the server's content
