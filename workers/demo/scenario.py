@@ -280,15 +280,19 @@ def irs_walkthrough(demo: Demo) -> None:
 
 
 def conflicting_edits(demo: Demo) -> None:
-    """ana and ben, both offline, record the same spray task differently: ben earlier, ana later."""
+    """ana and ben, both offline, record the same spray task differently: ben earlier, ana later.
+
+    Their times are real times, before either syncs: the server clamps a device's claimed time to when it first
+    sees the revision (a clock ahead of the server's cannot win), and the demo's own clock runs ahead."""
     task_id = demo.facts.get("conflict_task")
     if not task_id:
         return
-    for name, outcome, minutes in (("ben", "Not Sprayed", 30), ("ana", "Sprayed", 90)):
+    now = datetime.now(UTC).replace(microsecond=0)
+    for name, outcome, minutes in (("ben", "Not Sprayed", 20), ("ana", "Sprayed", 5)):
         device = demo.device(name)
         task = device.get("area", task_id)
         device.put("area", {**task, "status": "Completed", "businessStatus": outcome,
-                            "lastModified": forms.iso(demo.clock + timedelta(minutes=minutes))})
+                            "lastModified": forms.iso(now - timedelta(minutes=minutes))})
     demo.say(f"ana and ben (both offline) edited task {task_id[:8]} differently")
 
 
