@@ -14,25 +14,35 @@ var crypto = require('crypto');
 var Module = require('module');
 var express = require('express');
 
+// Two modules of express-pouchdb 4.2 are loaded with a line fixed, before express-pouchdb requires them:
+//
 // pouchdb-validation 4.2.0 overwrites the _revisions of every document it validates with the stored document's
 // (`newDoc._revisions = (oldDoc || {})._revisions`). A replicated update (_bulk_docs with new_edits:false) then
 // carries a revision history that does not lead to its own _rev, and PouchDB drops it without an error: any
-// database with a validate_doc_update silently lost every replicated edit of an existing document. Load the
-// module with that line fixed (keep the history the writer sent; fill it in only when there is none), before
-// express-pouchdb requires it.
-(function patchValidation() {
-  var from = path.dirname(require.resolve('express-pouchdb'));
-  var file = require.resolve('pouchdb-validation', { paths: [from] });
-  var broken = 'newDoc._revisions = (oldDoc || {})._revisions;';
+// database with a validate_doc_update silently lost every replicated edit of an existing document. Keep the
+// history the writer sent; fill it in only when there is none.
+//
+// express-pouchdb's create-or-delete-dbs runs every database open, creation and deletion on one promise chain
+// (`promiseChain = promiseChain.then(fun)`): the first of them that fails (a DELETE /{db} that PouchDB refuses)
+// leaves the chain rejected, every later open rejects without an answer, and every later request on a database
+// hangs until restart. Keep the chain going after a failure; the failure still goes to its own caller.
+function patchModule(fromDir, request, broken, fixed) {
+  var file = require.resolve(request, { paths: [fromDir] });
   var source = fs.readFileSync(file, 'utf8');
   if (source.indexOf(broken) === -1) { return; }
-  var fixed = source.replace(broken, 'if (!newDoc._revisions) { newDoc._revisions = (oldDoc || {})._revisions; }');
   var patched = new Module(file, module);
   patched.filename = file;
   patched.paths = Module._nodeModulePaths(path.dirname(file));
-  patched._compile(fixed, file);
+  patched._compile(source.replace(broken, fixed), file);
   patched.loaded = true;
   require.cache[file] = patched;
+}
+(function patchExpressPouchDB() {
+  var from = path.dirname(require.resolve('express-pouchdb'));
+  patchModule(from, 'pouchdb-validation', 'newDoc._revisions = (oldDoc || {})._revisions;',
+    'if (!newDoc._revisions) { newDoc._revisions = (oldDoc || {})._revisions; }');
+  patchModule(from, './create-or-delete-dbs', 'promiseChain = promiseChain.then(fun);\n  return promiseChain;',
+    'var result = promiseChain.then(fun);\n  promiseChain = result.catch(function () {});\n  return result;');
 })();
 var expressPouchDB = require('express-pouchdb');
 var PouchDB = require('pouchdb-core')
@@ -66,11 +76,32 @@ if (!adminUser || !adminPassword) {
   fail('FIELDSYNC_ADMIN_USER and FIELDSYNC_ADMIN_PASSWORD must be set: the server never runs as an admin party');
 }
 
+// config.json holds the admin's hash and the cookie secret, the LevelDB files every document, log.txt the
+// requests: all private to this account. New files get 0600 and directories 0700 (umask), and what an earlier
+// version left readable is closed at start.
+process.umask(0o077);
 var dataDir = path.resolve(args.data);
 var dbDir = path.join(dataDir, 'db') + path.sep;
 fs.mkdirSync(dbDir, { recursive: true });
 
-var pouchApp = expressPouchDB(PouchDB.defaults({ prefix: dbDir }), {
+function makePrivate(p, recursive) {
+  var stat;
+  try { stat = fs.lstatSync(p); } catch (e) { return; }
+  if (stat.isSymbolicLink()) { return; }
+  try { fs.chmodSync(p, stat.isDirectory() ? 0o700 : (stat.mode & 0o700) || 0o600); } catch (e) {
+    process.stderr.write('fieldsync-server: cannot make ' + p + ' private: ' + e.message + '\n');
+  }
+  if (stat.isDirectory() && recursive) {
+    fs.readdirSync(p).forEach(function (entry) { makePrivate(path.join(p, entry), true); });
+  }
+}
+makePrivate(dataDir, false);
+['db', 'config.json', 'log.txt', 'server.out', 'server.pid', 'admin.json'].forEach(function (name) {
+  makePrivate(path.join(dataDir, name), true);
+});
+
+var LocalPouchDB = PouchDB.defaults({ prefix: dbDir });
+var pouchApp = expressPouchDB(LocalPouchDB, {
   configPath: path.join(dataDir, 'config.json'),
   logPath: path.join(dataDir, 'log.txt'),
   mode: 'fullCouchDB',
@@ -80,64 +111,8 @@ var pouchApp = expressPouchDB(PouchDB.defaults({ prefix: dbDir }), {
   overrideMode: { exclude: ['replicator', 'routes/replicate'] }
 });
 
-// ---------------------------------------------------------------------------------------------------
-// The guard. express-pouchdb lets an anonymous client list every database and, once an admin exists,
-// an anonymous PUT /{db} kills the process ("db.info is not a function"). CouchDB 3 answers 401 to both.
-// Only server admins may create or delete databases, list them, or reach server-wide endpoints; we can
-// tell the admin's name from the Basic credentials or the AuthSession cookie, and express-pouchdb still
-// checks the password after us.
-
-var SERVER_ADMIN_PATHS = ['/_all_dbs', '/_db_updates', '/_config', '/_active_tasks', '/_log', '/_stats',
-  '/_replicate', '/_restart', '/_membership', '/_cluster_setup', '/_node'];
-
-function requestUserName(req) {
-  var header = req.headers.authorization || '';
-  if (header.indexOf('Basic ') === 0) {
-    var decoded = Buffer.from(header.slice(6), 'base64').toString('utf8');
-    var colon = decoded.indexOf(':');
-    return colon >= 0 ? decoded.slice(0, colon) : decoded;
-  }
-  var cookie = req.headers.cookie || '';
-  var match = /(?:^|;\s*)AuthSession=([^;]+)/.exec(cookie);
-  if (match) {
-    try {
-      var raw = Buffer.from(decodeURIComponent(match[1]), 'base64').toString('latin1');
-      return raw.split(':')[0];
-    } catch (e) {
-      return null;
-    }
-  }
-  return null;
-}
-
-function isAdminName(name) {
-  if (!name) { return false; }
-  var admins = pouchApp.couchConfig.getSection('admins') || {};
-  return Object.prototype.hasOwnProperty.call(admins, name);
-}
-
-function deny(res, status, error, reason) {
-  res.status(status).set('Content-Type', 'application/json').send(JSON.stringify({ error: error, reason: reason }));
-}
-
-function guard(req, res, next) {
-  var name = requestUserName(req);
-  var admin = isAdminName(name);
-  var p = req.path;
-  var serverWide = SERVER_ADMIN_PATHS.some(function (prefix) {
-    return p === prefix || p.indexOf(prefix + '/') === 0;
-  });
-  // PUT or DELETE on /{db} (one path segment, not a special _ endpoint) creates or deletes a database.
-  var dbLevel = /^\/[^/]+\/?$/.test(p) && p.replace(/\/$/, '') !== '/_session' &&
-    (req.method === 'PUT' || req.method === 'DELETE');
-  if ((serverWide || dbLevel) && !admin) {
-    if (!name) {
-      return deny(res, 401, 'unauthorized', 'Authentication required.');
-    }
-    return deny(res, 401, 'unauthorized', 'You are not a server admin.');
-  }
-  next();
-}
+// The guard (guard.js): every request is authenticated and decided before express-pouchdb sees it.
+var guard = require('./guard')(pouchApp, LocalPouchDB);
 
 var app = express();
 app.disable('x-powered-by');

@@ -109,7 +109,8 @@ def start(settings: Settings, data_dir: Path | None = None, *, wait_seconds: flo
         )
     node = check_prerequisites()
     try:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        data_dir.chmod(0o700)  # the server's config (admin hash, cookie secret), data and logs are private
         probe = data_dir / ".write-test"
         probe.write_text("")
         probe.unlink()
@@ -122,7 +123,7 @@ def start(settings: Settings, data_dir: Path | None = None, *, wait_seconds: flo
         raise EmbeddedServerError(f"port {settings.port} on 127.0.0.1 is already in use: set FIELDSYNC_COUCH_URL")
     user, password, admin_path = _ensure_admin(settings, data_dir)
     env = dict(os.environ, FIELDSYNC_ADMIN_USER=user, FIELDSYNC_ADMIN_PASSWORD=password)
-    out = (data_dir / OUT_FILE).open("ab")
+    out = os.fdopen(os.open(data_dir / OUT_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab")
     proc = subprocess.Popen(
         [node, str(SERVER_DIR / "server.js"), "--port", str(settings.port), "--data", str(data_dir)],
         cwd=str(SERVER_DIR), env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -130,6 +131,7 @@ def start(settings: Settings, data_dir: Path | None = None, *, wait_seconds: flo
     )
     out.close()
     (data_dir / PID_FILE).write_text(f"{proc.pid}\n")
+    (data_dir / PID_FILE).chmod(0o600)
     couch = Couch(settings.couch_url, (user, password), timeout=5, retries=0)
     deadline = time.monotonic() + wait_seconds
     while True:
