@@ -46,13 +46,23 @@ def test_design_doc_redeployed_only_when_changed(couch: Couch, initialised: Sett
     assert fixed is not None and "emit" in fixed["views"]["tasks_by_entity"]["map"]
 
 
+def _interaction_record(user: str) -> dict[str, object]:
+    """The one kind of document a meta database takes."""
+    t0 = 1_795_400_000_000
+    return {"_id": f"interaction-2026-11-23-{user}-phone1", "type": "interaction-log",
+            "sessions": [{"session": "tasks", "startedAt": t0,
+                          "events": [{"action": "task_list:open", "timestamp": t0}]}],
+            "metadata": {"user": user, "deviceId": "phone1", "date": "2026-11-23", "version": "5.2.0"}}
+
+
 def test_meta_databases_belong_to_their_user(couch: Couch, initialised: Settings) -> None:
     s = initialised
     provision.add_user(couch, s, "alice", "alice-pw", ["chw"])
     provision.add_user(couch, s, "bob", "bob-pw", ["chw"])
     alice = couch.as_user("alice", "alice-pw")
     alice_db, bob_db = s.dbs.user_meta("alice"), s.dbs.user_meta("bob")
-    alice.put(alice_db, {"_id": "note", "metadata": {"user": "alice"}})
+    note = _interaction_record("alice")
+    alice.put(alice_db, note)
     with pytest.raises((Unauthorized, Forbidden)):
         alice.get(bob_db, "anything")
     with pytest.raises((Unauthorized, Forbidden)):
@@ -64,18 +74,19 @@ def test_meta_databases_belong_to_their_user(couch: Couch, initialised: Settings
         with pytest.raises((Unauthorized, Forbidden)):
             anonymous.all_docs(db)
         assert couch.db_info(db) is not None  # the admin can
-    assert couch.get(alice_db, "note") is not None
+    assert couch.get(alice_db, note["_id"]) is not None
 
 
 def test_users_add_again_updates_roles_and_password_and_loses_nothing(couch: Couch, initialised: Settings) -> None:
     s = initialised
     provision.add_user(couch, s, "carol", "old-pw", ["chw"])
-    couch.as_user("carol", "old-pw").put(s.dbs.user_meta("carol"), {"_id": "kept", "metadata": {"user": "carol"}})
+    kept_doc = _interaction_record("carol")
+    couch.as_user("carol", "old-pw").put(s.dbs.user_meta("carol"), kept_doc)
     provision.add_user(couch, s, "carol", "new-pw", ["chw", "supervisor"])
     assert provision.user_roles(couch, "carol") == ["chw", "supervisor"]
     with pytest.raises(Unauthorized):
-        Couch(couch.url, ("carol", "old-pw"), retries=0).get(s.dbs.user_meta("carol"), "kept")
-    kept = couch.as_user("carol", "new-pw").get(s.dbs.user_meta("carol"), "kept")
+        Couch(couch.url, ("carol", "old-pw"), retries=0).get(s.dbs.user_meta("carol"), kept_doc["_id"])
+    kept = couch.as_user("carol", "new-pw").get(s.dbs.user_meta("carol"), kept_doc["_id"])
     assert kept is not None
     # roles-only update keeps the password
     provision.add_user(couch, s, "carol", None, ["chw"])
