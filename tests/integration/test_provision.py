@@ -90,7 +90,7 @@ def test_users_add_again_updates_roles_and_password_and_loses_nothing(couch: Cou
     assert kept is not None
     # roles-only update keeps the password
     provision.add_user(couch, s, "carol", None, ["chw"])
-    assert couch.as_user("carol", "new-pw").get(s.dbs.user_meta("carol"), "kept") is not None
+    assert couch.as_user("carol", "new-pw").get(s.dbs.user_meta("carol"), kept_doc["_id"]) is not None
 
 
 def test_user_names_that_are_not_db_names_are_escaped(couch: Couch, initialised: Settings) -> None:
