@@ -24,7 +24,9 @@ from workers.evaluator.fhirpath import PathEngine
 from workers.evaluator.tree import jurisdictions
 from workers.follower import OwnWrites, shard_of
 from workers.logs import log_event
-from workers.plans.couch_lookup import ActivationLookup, CouchLookup
+from workers.plans.couch_lookup import CouchLookup
+from workers.readmodel.feed import ReadModel
+from workers.readmodel.lookup import IndexLookup
 
 log = logging.getLogger("fieldsync.activation")
 
@@ -55,7 +57,7 @@ class Activation:
     """One plan's activation, advanced one batch at a time by :meth:`step`."""
 
     def __init__(self, couch: Couch, db: str, plan: Doc, progress: Doc, paths: PathEngine, own: OwnWrites,
-                 *, batch_size: int = 500, shard: tuple[int, int] = (0, 1), audit_db: str = "",
+                 model: ReadModel, *, batch_size: int = 500, shard: tuple[int, int] = (0, 1), audit_db: str = "",
                  attempts: int = 3) -> None:
         self.couch = couch
         self.db = db
@@ -63,6 +65,7 @@ class Activation:
         self.progress = progress
         self.paths = paths
         self.own = own
+        self.model = model
         self.batch_size = batch_size
         self.shard = shard
         self._batches: Iterator[Batch] | None = None
@@ -85,7 +88,8 @@ class Activation:
                 and jurisdiction_id not in self.progress.get("jurisdictions", {}))
 
     def _open(self) -> Iterator[Batch]:
-        lookup = ActivationLookup(self.couch, self.db)
+        self.model.catch_up()
+        lookup = IndexLookup(self.model, fresh_per_jurisdiction=True)
         if self.progress.get("jurisdictionsTotal") is None:
             codes = [j.get("code") for j in self.plan.get("jurisdiction") or []]
             self.progress["jurisdictionsTotal"] = sum(1 for _ in jurisdictions([c for c in codes if c], lookup))
@@ -145,8 +149,10 @@ class Activation:
         mine = self.shard[1] == 1 or shard_of(batch.jurisdiction_id, self.shard[1]) == self.shard[0]
         written = 0
         if mine and batch.tasks:
-            result = self.couch.save_many(self.db, [dict(t) for t in batch.tasks])
+            docs = [dict(t) for t in batch.tasks]
+            result = self.couch.save_many(self.db, docs)
             self.own.add_results(result.ok)
+            self.model.remember([d for d in docs if d.get("_rev") and d["_id"] in {r["id"] for r in result.ok}])
             written = len(result.ok)  # conflicts: the task exists already (a replay, another worker)
             self._pending_written += written
             self._pending_tasks += len(batch.tasks)

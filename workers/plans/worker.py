@@ -21,6 +21,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from validators.opensrp import parse_document
@@ -35,7 +36,8 @@ from workers.evaluator.lookup import is_jurisdiction, parent_id, residence
 from workers.follower import OwnWrites
 from workers.logs import log_event
 from workers.plans import activation
-from workers.plans.couch_lookup import CouchLookup
+from workers.readmodel.feed import ReadModel
+from workers.readmodel.lookup import IndexLookup
 from workers.settings import Settings
 
 log = logging.getLogger("fieldsync.plans")
@@ -49,7 +51,7 @@ ARCHIVED_STATUSES = {"Inactive", "Archived", "Retired"}
 class Rule:
     name: str
     applies: Callable[[Doc], bool]
-    apply: Callable[[Doc, CouchLookup, datetime], Outcome | None]
+    apply: Callable[[Doc, IndexLookup, datetime], Outcome | None]
 
 
 class PlanWorker:
@@ -63,6 +65,8 @@ class PlanWorker:
         self.paths = PathEngine()
         self.db = settings.dbs.main
         self._activations: dict[str, activation.Activation] = {}
+        # the local read model every decision reads (no view query on the hot path): see workers.readmodel
+        self.model = ReadModel(couch, self.db, readmodel_path(settings))
         self._scanned = False
         self.rules: tuple[Rule, ...] = (
             Rule("plan-activation", lambda d: d.get("type") == "Plan", self._on_plan),
@@ -80,7 +84,8 @@ class PlanWorker:
 
     def process(self, db: str, changes: list[dict[str, Any]]) -> int:
         self._scan()  # activations to resume are known before any feed rule asks whether one covers an entity
-        lookup = CouchLookup(self.couch, db)
+        self.model.catch_up()  # the index has read the feed to its end: it holds at least this batch
+        lookup = IndexLookup(self.model)
         written = 0
         for change in changes:
             doc = change.get("doc")
@@ -97,7 +102,7 @@ class PlanWorker:
                 break
         return written
 
-    def _write(self, db: str, cause: Doc, rule: str, outcome: Outcome, lookup: CouchLookup) -> int:
+    def _write(self, db: str, cause: Doc, rule: str, outcome: Outcome, lookup: IndexLookup) -> int:
         tasks = outcome.tasks
         if not tasks and not outcome.audit:
             return 0
@@ -136,7 +141,7 @@ class PlanWorker:
 
     # ------------------------------------------------------------------------------------------ rules
 
-    def _on_plan(self, plan: Doc, lookup: CouchLookup, now: datetime) -> Outcome | None:
+    def _on_plan(self, plan: Doc, lookup: IndexLookup, now: datetime) -> Outcome | None:
         if plan.get("status") == "active":
             progress = activation.start(self.couch, self.db, plan)
             if progress is not None:
@@ -145,13 +150,13 @@ class PlanWorker:
             self._activations.pop(plan["_id"], None)
         return None
 
-    def _on_event(self, event: Doc, lookup: CouchLookup, now: datetime) -> Outcome:
+    def _on_event(self, event: Doc, lookup: IndexLookup, now: datetime) -> Outcome:
         return flows.on_event(event, lookup, now, paths=self.paths)
 
-    def _on_task(self, task: Doc, lookup: CouchLookup, now: datetime) -> Outcome:
+    def _on_task(self, task: Doc, lookup: IndexLookup, now: datetime) -> Outcome:
         return flows.on_task_change(task, lookup, now, paths=self.paths)
 
-    def _on_entity(self, doc: Doc, lookup: CouchLookup, now: datetime) -> Outcome:
+    def _on_entity(self, doc: Doc, lookup: IndexLookup, now: datetime) -> Outcome:
         """A structure or client registered (or edited), possibly offline before a plan was activated: every
         active plan of its area evaluated for it."""
         entity = str(doc.get("_id"))
@@ -175,7 +180,7 @@ class PlanWorker:
             evaluate_entity(plan, entity, lookup, now, paths=self.paths, outcome=outcome)
         return outcome
 
-    def _on_archived(self, location: Doc, lookup: CouchLookup, now: datetime) -> Outcome:
+    def _on_archived(self, location: Doc, lookup: IndexLookup, now: datetime) -> Outcome:
         """A location archived: its open tasks (and those of the families and members living there) are
         cancelled, each one audited."""
         outcome = Outcome()
@@ -199,7 +204,7 @@ class PlanWorker:
     # ------------------------------------------------------------------------------------------ activation
 
     def _activation(self, plan: Doc, progress: Doc) -> activation.Activation:
-        return activation.Activation(self.couch, self.db, plan, progress, self.paths, self.own_writes,
+        return activation.Activation(self.couch, self.db, plan, progress, self.paths, self.own_writes, self.model,
                                      batch_size=max(100, self.settings.batch_size), shard=self.settings.shard,
                                      audit_db=self.settings.dbs.audit, attempts=self.settings.change_attempts)
 
@@ -218,6 +223,13 @@ class PlanWorker:
                 return True
             del self._activations[plan_id]
         return False
+
+
+def readmodel_path(settings: Settings) -> Path:
+    """Where the plan worker keeps its read model: the data directory, one file per database and share."""
+    i, n = settings.shard
+    suffix = f"-{i}of{n}" if n > 1 else ""
+    return Path(settings.data_dir) / "readmodel" / f"{settings.dbs.main}{suffix}.sqlite"
 
 
 def _is_archived_location(doc: Doc) -> bool:

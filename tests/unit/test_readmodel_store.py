@@ -1,0 +1,88 @@
+"""The read model's storage (SQLite, no network): what it indexes, transactions, rebuild triggers."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from workers.readmodel.store import CorruptIndex, Store, refs_of
+
+Doc = dict[str, Any]
+MAP = Path(__file__).resolve().parents[2] / "couch_design" / "main" / "lookup" / "views" / "entities" / "map.js"
+
+DOCS: list[Doc] = [
+    {"_id": "d", "_rev": "1-a", "type": "Feature", "jurisdiction": True, "properties": {}},
+    {"_id": "oa", "_rev": "1-a", "type": "Feature", "jurisdiction": True, "properties": {"parentId": "d"}},
+    {"_id": "s1", "_rev": "1-a", "type": "Feature", "properties": {"parentId": "oa"}},
+    {"_id": "f1", "_rev": "1-a", "type": "Client", "baseEntityId": "f1", "lastName": "Family",
+     "attributes": {"residence": "s1"}, "relationships": {"family": ["f1"]}},
+    {"_id": "m1", "_rev": "1-a", "type": "Client", "baseEntityId": "m1", "lastName": "Doe",
+     "attributes": {"residence": "s1"}, "relationships": {"family": ["f1"]}},
+    {"_id": "t1", "_rev": "1-a", "type": "Task", "for": "s1", "groupIdentifier": "oa", "planIdentifier": "p"},
+    {"_id": "e1", "_rev": "1-a", "type": "Event", "baseEntityId": "s1", "locationId": "oa"},
+    {"_id": "p", "_rev": "1-a", "type": "Plan", "status": "active", "jurisdiction": [{"code": "d"}]},
+    {"_id": "settings", "_rev": "1-a", "type": "settings"},
+]
+
+
+def test_refs_are_the_views_keys(tmp_path: Path) -> None:
+    """The index and the ``lookup/entities`` view must agree: the same documents under the same keys."""
+    node = shutil.which("node")
+    assert node, "node is required (the embedded server runs on it)"
+    runner = tmp_path / "map.js"
+    runner.write_text("var out = []; var emit = function (k) { out[out.length - 1].push(k); };\n"
+                      f"var map = {MAP.read_text()};\n"
+                      "var docs = JSON.parse(require('fs').readFileSync(0, 'utf8'));\n"
+                      "docs.forEach(function (d) { out.push([]); map(d); });\n"
+                      "process.stdout.write(JSON.stringify(out));\n")
+    done = subprocess.run([node, str(runner)], input=json.dumps(DOCS), capture_output=True, text=True, check=True)
+    from_view = json.loads(done.stdout)
+    for doc, keys in zip(DOCS, from_view, strict=True):
+        expected = sorted((k[0], str(k[1] or ""), str(k[2] or "") if len(k) > 2 else "") for k in keys)
+        assert sorted(refs_of(doc)) == expected, doc["_id"]
+
+
+def test_apply_reads_and_deletes(tmp_path: Path) -> None:
+    store = Store(tmp_path / "rm.sqlite")
+    assert store.apply(DOCS, seq="9-x") == 8  # settings is not indexed
+    assert store.seq == "9-x"
+    assert [d["_id"] for d in store.by_key("child", ["oa"])["oa"]] == ["s1"]
+    assert [d["_id"] for d in store.by_key("residence", ["s1"])["s1"]] == ["f1"]
+    assert [d["_id"] for d in store.by_key("member", ["f1"])["f1"]] == ["m1"]
+    assert [d["_id"] for d in store.by_key("task-group", ["oa"], "p")["oa"]] == ["t1"]
+    assert store.by_key("task-group", ["oa"], "q")["oa"] == []
+    assert store.get("t1", "Task") is not None and store.get("t1", "Client") is None
+    # a move replaces the keys; a deletion removes them
+    store.apply([{**DOCS[2], "_rev": "2-b", "properties": {"parentId": "d"}}, {"_id": "t1", "_deleted": True}])
+    assert store.by_key("child", ["oa"])["oa"] == [] and [d["_id"] for d in store.by_key("child", ["d"])["d"]] == [
+        "oa", "s1"]
+    assert store.get("t1") is None and store.by_key("task-for", ["s1"])["s1"] == []
+    assert store.revs(["s1", "t1", "nope"]) == {"s1": "2-b"}
+    store.close()
+
+
+def test_a_batch_and_its_position_commit_together(tmp_path: Path) -> None:
+    store = Store(tmp_path / "rm.sqlite")
+    store.apply(DOCS[:2], seq=2)
+    with pytest.raises(RuntimeError), store.batch():
+        store.apply(DOCS[2:], seq=9)
+        raise RuntimeError("killed half way")
+    assert store.seq == 2 and store.get("s1") is None  # neither the documents nor the position
+    store.close()
+    reopened = Store(tmp_path / "rm.sqlite")
+    assert reopened.seq == 2 and reopened.count() == 2
+
+
+def test_a_damaged_file_is_refused_and_can_be_discarded(tmp_path: Path) -> None:
+    path = tmp_path / "rm.sqlite"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(CorruptIndex):
+        Store(path)
+    Store.discard(path)
+    assert Store(path).count() == 0
+    assert path.stat().st_mode & 0o077 == 0

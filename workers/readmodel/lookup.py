@@ -1,0 +1,115 @@
+"""The evaluator's :class:`~workers.evaluator.lookup.Lookup` over the read model: every read is a local SQLite
+query, none is a view query; what the worker writes is put in the index at once (:meth:`remember`).
+
+Why an index that trails the server decides as the server would: the plan worker reads the index only after
+:meth:`ReadModel.catch_up` has read the main database's feed to its end, at the start of every feed batch and
+of every jurisdiction of an activation, so it trails the server by at most what was written during that one
+batch or jurisdiction, exactly as the views it replaces did (a view answers with what was indexed when it was
+queried). And what it could miss is harmless for the same reasons as before: tasks are created under
+deterministic ids (a task the index missed answers 409 on creation: it exists, nothing is duplicated);
+updates carry the revision they were computed from (a stale one answers 409, and the change is retried after a
+fresh catch-up, then parked); an entity written after its jurisdiction's activation began is evaluated by the
+feed rule when its own change comes.
+"""
+
+from __future__ import annotations
+
+from workers.evaluator.lookup import ACTIVE, parent_id
+from workers.readmodel.feed import ReadModel
+from workers.readmodel.store import Doc, Store
+
+
+class IndexLookup:
+    def __init__(self, model: ReadModel, *, fresh_per_jurisdiction: bool = False) -> None:
+        self.model = model
+        self.fresh_per_jurisdiction = fresh_per_jurisdiction
+
+    @property
+    def _store(self) -> Store:
+        return self.model.store  # opened (or rebuilt) lazily by the model
+
+    def remember(self, docs: list[Doc]) -> None:
+        self.model.remember(docs)
+
+    def begin_jurisdiction(self, jurisdiction_id: str) -> None:
+        """An activation begins a jurisdiction: the index catches up with everything written until now."""
+        if self.fresh_per_jurisdiction:
+            self.model.catch_up()
+
+    # ------------------------------------------------------------------ Lookup
+
+    def location(self, location_id: str) -> Doc | None:
+        found: Doc | None = self._store.get(location_id, "Feature")
+        return found
+
+    def child_locations(self, parent: str) -> list[Doc]:
+        found: list[Doc] = self._store.by_key("child", [parent])[parent]
+        return found
+
+    def client(self, client_id: str) -> Doc | None:
+        found: Doc | None = self._store.get(client_id, "Client")
+        return found
+
+    def families_at(self, structure_id: str) -> list[Doc]:
+        return self.families_at_many([structure_id])[structure_id]
+
+    def families_at_many(self, structure_ids: list[str]) -> dict[str, list[Doc]]:
+        found: dict[str, list[Doc]] = self._store.by_key("residence", structure_ids)
+        return found
+
+    def members_of(self, family_id: str) -> list[Doc]:
+        return self.members_of_many([family_id])[family_id]
+
+    def members_of_many(self, family_ids: list[str]) -> dict[str, list[Doc]]:
+        found: dict[str, list[Doc]] = self._store.by_key("member", family_ids)
+        return found
+
+    def task(self, identifier: str) -> Doc | None:
+        found: Doc | None = self._store.get(identifier, "Task")
+        return found
+
+    def tasks_for(self, entity_id: str) -> list[Doc]:
+        return self.tasks_for_many([entity_id])[entity_id]
+
+    def tasks_for_many(self, entity_ids: list[str]) -> dict[str, list[Doc]]:
+        found: dict[str, list[Doc]] = self._store.by_key("task-for", entity_ids)
+        return found
+
+    def tasks_in(self, jurisdiction_id: str, plan_id: str | None = None) -> list[Doc]:
+        found: list[Doc] = self._store.by_key("task-group", [jurisdiction_id], plan_id)[jurisdiction_id]
+        return found
+
+    def plan(self, identifier: str) -> Doc | None:
+        found: Doc | None = self._store.get(identifier, "Plan")
+        return found
+
+    def ancestors(self, jurisdiction_id: str) -> list[str]:
+        chain: list[str] = []
+        current: str | None = jurisdiction_id
+        while current and current not in chain and len(chain) < 64:
+            chain.append(current)
+            location = self.location(current)
+            current = parent_id(location) if location else None
+        return chain
+
+    def active_plans(self) -> list[Doc]:
+        found: list[Doc] = self._store.by_key("plan", [ACTIVE])[ACTIVE]
+        plans = {d["_id"]: d for d in found}
+        return sorted(plans.values(), key=lambda p: str(p.get("identifier")))
+
+    def any_active_plan(self) -> bool:
+        return bool(self._store.any_under("plan", ACTIVE))
+
+    def active_plans_for(self, jurisdiction_id: str) -> list[Doc]:
+        chain = set(self.ancestors(jurisdiction_id))
+        plans = [p for p in self.active_plans()
+                 if any(isinstance(j, dict) and j.get("code") in chain for j in p.get("jurisdiction") or [])]
+        return plans
+
+    def events_for(self, entity_id: str) -> list[Doc]:
+        found: list[Doc] = self._store.by_key("event-entity", [entity_id])[entity_id]
+        return found
+
+    def events_in(self, jurisdiction_id: str) -> list[Doc]:
+        found: list[Doc] = self._store.by_key("event-location", [jurisdiction_id])[jurisdiction_id]
+        return found

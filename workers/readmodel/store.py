@@ -1,0 +1,218 @@
+"""The plan worker's read model: its own index of the main database, on local disk (SQLite, standard library).
+
+What it holds: every plan, location (jurisdictions and structures), client, task and event of the main
+database, with its revision and its whole body (the evaluator reads any field of them), plus the same tagged
+keys as the ``lookup/entities`` view (``refs``):
+
+| tag | k1 | k2 | id of |
+| --- | --- | --- | --- |
+| ``child`` | parent location | | a location under it |
+| ``residence`` | structure | | a family living there |
+| ``member`` | family | | a member of it |
+| ``task-for`` | entity | | a task of that entity |
+| ``task-group`` | jurisdiction (``groupIdentifier``) | plan | a task |
+| ``event-entity`` / ``event-location`` | entity / location | | an event |
+| ``plan`` | status | jurisdiction code | a plan |
+
+and, in ``meta``, what it is an index of (the server, the database, and the database's incarnation: a
+random id the worker keeps in the database's own ``_local`` document, so a database deleted and created again
+under the same name is not mistaken for the old one) and the feed position it has read up to. A batch of
+changes and that position are committed in one transaction: a kill leaves either both or neither.
+
+This module is pure storage (no network): :mod:`workers.readmodel.feed` keeps it up to date from the feed.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+Doc = dict[str, Any]
+
+INDEXED_TYPES = frozenset({"Feature", "Client", "Task", "Event", "Plan"})
+SCHEMA_VERSION = "1"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS docs (id TEXT PRIMARY KEY, rev TEXT NOT NULL, type TEXT NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS refs (tag TEXT NOT NULL, k1 TEXT NOT NULL, k2 TEXT NOT NULL, id TEXT NOT NULL,
+                                 PRIMARY KEY (tag, k1, k2, id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS refs_by_id ON refs (id);
+"""
+CHUNK = 500  # ids per IN (...) query (SQLite's default limit of host parameters is 999 on old builds)
+
+
+class CorruptIndex(Exception):
+    """The index file cannot be used (not SQLite, damaged, another schema): it is rebuilt."""
+
+
+def refs_of(doc: Doc) -> list[tuple[str, str, str]]:
+    """The tagged keys of one document: the ``lookup/entities`` view's map function, in Python."""
+    kind = doc.get("type")
+    out: list[tuple[str, str, str]] = []
+    if kind == "Feature":
+        parent = (doc.get("properties") or {}).get("parentId")
+        if isinstance(parent, str) and parent:
+            out.append(("child", parent, ""))
+    elif kind == "Client":
+        rel = doc.get("relationships") or {}
+        home = (doc.get("attributes") or {}).get("residence")
+        if isinstance(home, str) and home and (doc.get("lastName") == "Family" or rel.get("family_head")):
+            out.append(("residence", home, ""))
+        for family in rel.get("family") or []:
+            if isinstance(family, str) and family and family != doc.get("baseEntityId"):
+                out.append(("member", family, ""))
+    elif kind == "Task":
+        entity = doc.get("for")
+        if isinstance(entity, str) and entity:
+            out.append(("task-for", entity, ""))
+        out.append(("task-group", str(doc.get("groupIdentifier") or ""), str(doc.get("planIdentifier") or "")))
+    elif kind == "Event":
+        out.append(("event-entity", str(doc.get("baseEntityId") or ""), ""))
+        location = doc.get("locationId")
+        if isinstance(location, str) and location:
+            out.append(("event-location", location, ""))
+    elif kind == "Plan":
+        for j in doc.get("jurisdiction") or []:
+            if isinstance(j, dict) and j.get("code"):
+                out.append(("plan", str(doc.get("status") or ""), str(j["code"])))
+    return list(dict.fromkeys(out))
+
+
+class Store:
+    """One SQLite file. Every write method commits (or is inside :meth:`batch`)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._depth = 0
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+            version = self.meta("schema")
+            if version is None:
+                self.set_meta({"schema": SCHEMA_VERSION})
+            elif version != SCHEMA_VERSION:
+                raise CorruptIndex(f"{path}: schema {version}, not {SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as exc:
+            raise CorruptIndex(f"{path}: {exc}") from exc
+        path.chmod(0o600)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @staticmethod
+    def discard(path: Path) -> None:
+        """Remove an index file and its write-ahead log (before a rebuild)."""
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------ transactions
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """One transaction around several writes (nested calls join the outer one)."""
+        if self._depth == 0:
+            self._db.execute("BEGIN IMMEDIATE")
+        self._depth += 1
+        try:
+            yield
+        except BaseException:
+            self._depth -= 1
+            if self._depth == 0:
+                self._db.execute("ROLLBACK")
+            raise
+        self._depth -= 1
+        if self._depth == 0:
+            self._db.execute("COMMIT")
+
+    # ------------------------------------------------------------------ meta
+
+    def meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT v FROM meta WHERE k = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, values: dict[str, str]) -> None:
+        with self.batch():
+            self._db.executemany("INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)", list(values.items()))
+
+    @property
+    def seq(self) -> Any:
+        raw = self.meta("seq")
+        return 0 if raw is None else json.loads(raw)
+
+    # ------------------------------------------------------------------ writes
+
+    def apply(self, docs: Iterable[Doc], seq: Any = None) -> int:
+        """Put or remove documents (a deleted one, or one of a type not indexed, is removed) and, in the same
+        transaction, record the feed position ``seq`` (when given). Returns how many documents it stored."""
+        stored = 0
+        with self.batch():
+            for doc in docs:
+                stored += self._put(doc)
+            if seq is not None:
+                self._db.execute("INSERT OR REPLACE INTO meta (k, v) VALUES ('seq', ?)", (json.dumps(seq),))
+        return stored
+
+    def _put(self, doc: Doc) -> int:
+        doc_id = str(doc.get("_id", ""))
+        if not doc_id or doc_id.startswith("_"):
+            return 0
+        self._db.execute("DELETE FROM refs WHERE id = ?", (doc_id,))
+        if doc.get("_deleted") or doc.get("type") not in INDEXED_TYPES:
+            self._db.execute("DELETE FROM docs WHERE id = ?", (doc_id,))
+            return 0
+        self._db.execute("INSERT OR REPLACE INTO docs (id, rev, type, body) VALUES (?, ?, ?, ?)",
+                         (doc_id, str(doc.get("_rev", "")), str(doc["type"]),
+                          json.dumps(doc, separators=(",", ":"))))
+        self._db.executemany("INSERT OR IGNORE INTO refs (tag, k1, k2, id) VALUES (?, ?, ?, ?)",
+                             [(tag, k1, k2, doc_id) for tag, k1, k2 in refs_of(doc)])
+        return 1
+
+    # ------------------------------------------------------------------ reads
+
+    def revs(self, ids: Sequence[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for start in range(0, len(ids), CHUNK):
+            part = list(ids[start : start + CHUNK])
+            marks = ",".join("?" * len(part))
+            out.update((str(i), str(r)) for i, r in
+                       self._db.execute(f"SELECT id, rev FROM docs WHERE id IN ({marks})", part))
+        return out
+
+    def get(self, doc_id: str, doc_type: str | None = None) -> Doc | None:
+        row = self._db.execute("SELECT type, body FROM docs WHERE id = ?", (doc_id,)).fetchone()
+        if row is None or (doc_type is not None and row[0] != doc_type):
+            return None
+        doc: Doc = json.loads(row[1])
+        return doc
+
+    def by_key(self, tag: str, k1s: Sequence[str], k2: str | None = None) -> dict[str, list[Doc]]:
+        """Documents under (tag, k1[, k2]) for each k1, in id order."""
+        out: dict[str, list[Doc]] = {k: [] for k in k1s}
+        unique = list(dict.fromkeys(k1s))
+        for start in range(0, len(unique), CHUNK):
+            part = unique[start : start + CHUNK]
+            marks = ",".join("?" * len(part))
+            query = (f"SELECT r.k1, d.body FROM refs r JOIN docs d ON d.id = r.id WHERE r.tag = ? "
+                     f"AND r.k1 IN ({marks})" + (" AND r.k2 = ?" if k2 is not None else "") + " ORDER BY r.k1, r.id")
+            params: list[str] = [tag, *part, *([k2] if k2 is not None else [])]
+            for k1, body in self._db.execute(query, params):
+                out.setdefault(str(k1), []).append(json.loads(body))
+        return out
+
+    def any_under(self, tag: str, k1: str) -> bool:
+        return self._db.execute("SELECT 1 FROM refs WHERE tag = ? AND k1 = ? LIMIT 1", (tag, k1)).fetchone() is not None
+
+    def count(self, doc_type: str | None = None) -> int:
+        if doc_type is None:
+            return int(self._db.execute("SELECT COUNT(*) FROM docs").fetchone()[0])
+        return int(self._db.execute("SELECT COUNT(*) FROM docs WHERE type = ?", (doc_type,)).fetchone()[0])
+
+    def size_bytes(self) -> int:
+        return sum(Path(f"{self.path}{s}").stat().st_size for s in ("", "-wal") if Path(f"{self.path}{s}").exists())
