@@ -252,6 +252,10 @@ function classify(req) {
     }
     return rule;
   }
+  // a multipart/related PUT takes the document, its _id included, from the body, which we do not parse
+  if (method === 'PUT' && /^multipart\/related/i.test(req.headers['content-type'] || '')) {
+    return { kind: 'server_admin' };
+  }
   var r0 = rest[0];
   if (r0 === '_design') {
     if (rest.length >= 3 && DESIGN_FUNCTIONS.indexOf(rest[2]) !== -1) { return rule; }
@@ -272,8 +276,9 @@ function classify(req) {
     if (r0 === '_bulk_docs') {
       rule.bodyIds = function (body) {
         if (!body || !Array.isArray(body.docs)) { refuse(400, 'bad_request', "Missing JSON list of 'docs'"); }
-        return body.docs.map(function (doc) { return doc && typeof doc === 'object' && doc._id !== undefined ? doc._id : ''; })
-          .filter(function (id) { return id !== ''; });
+        return body.docs.filter(function (doc) {
+          return doc && typeof doc === 'object' && doc._id !== undefined && doc._id !== '';
+        }).map(function (doc) { return doc._id; });
       };
       return rule;
     }
@@ -293,7 +298,6 @@ function classify(req) {
   }
   if (rest.length === 1 && !READ_METHODS[method]) {
     if (method === 'PUT') {
-      if (/^multipart\/related/i.test(req.headers['content-type'] || '')) { return { kind: 'server_admin' }; }
       rule.bodyIds = putIds(req, docId);
     } else if (method === 'COPY') {
       var dest = String(req.headers.destination || '');
