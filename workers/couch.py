@@ -149,6 +149,10 @@ class Couch:
         self._features: dict[str, bool] = {}
         self._server_info: Doc | None = None
 
+    def clone(self) -> Couch:
+        """The same server and user on a connection pool of its own (for another thread)."""
+        return Couch(self.url, self.credentials, timeout=self.timeout, retries=self.retries, backoff=self.backoff)
+
     @classmethod
     def from_settings(cls, settings: Settings) -> Couch:
         return cls(

@@ -10,14 +10,16 @@ that exist already, so the replay writes nothing new: no duplicates, no gaps.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
 from workers.audit import now_iso, parked_record, write_once
-from workers.couch import Couch, Doc
+from workers.couch import Couch, Doc, WriteResult
 from workers.errors import ServerUnreachable
 from workers.evaluator.engine import Batch, activation_batches
 from workers.evaluator.fhirpath import PathEngine
@@ -76,6 +78,10 @@ class Activation:
         self._failures = 0
         self.audit_db = audit_db
         self.attempts = attempts
+        # the write of one batch overlaps the evaluation of the next (one writer thread, HTTP only)
+        self._inflight: tuple[Batch, list[Doc], Future[WriteResult] | None, float] | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._write_couch: Couch | None = None
 
     @property
     def plan_id(self) -> str:
@@ -105,6 +111,7 @@ class Activation:
             return self._step()
         except Exception as exc:
             self._batches = None
+            self._drop_inflight()
             self._pending_tasks = self._pending_written = 0
             self._reload = True  # resume from what was persisted, once the server answers
             if isinstance(exc, ServerUnreachable):
@@ -116,6 +123,14 @@ class Activation:
                 self._fail(exc)
                 return False
             return True
+
+    def _drop_inflight(self) -> None:
+        """After an error: wait for a write still in flight (its tasks are harmless: a replay finds them) and
+        forget it; the jurisdiction is replayed from the persisted progress."""
+        if self._inflight is not None and self._inflight[2] is not None:
+            with contextlib.suppress(Exception):  # the walk is reopened from the progress whatever happened
+                self._inflight[2].result()
+        self._inflight = None
 
     def _fail(self, exc: Exception) -> None:
         """Stop trying: the progress says failed, and the plan is parked in the audit database with why."""
@@ -137,25 +152,51 @@ class Activation:
             self._batches = self._open()
         started = time.perf_counter()
         try:
-            batch = next(self._batches)
+            batch = next(self._batches)  # evaluated while the previous batch is being written
         except StopIteration:
+            self._settle()
             self.progress["state"] = DONE
             self.progress["finishedAt"] = now_iso()
             self.couch.put_local(self.db, progress_name(self.plan_id), self.progress)
             log_event(log, "activation done", db=self.db, plan=self.plan_id,
                       jurisdictions=self.progress["jurisdictionsDone"], tasks=self.progress["tasksWritten"])
             return False
+        self._settle()
         self._current = batch.jurisdiction_id
         mine = self.shard[1] == 1 or shard_of(batch.jurisdiction_id, self.shard[1]) == self.shard[0]
+        docs = [dict(t) for t in batch.tasks] if mine else []
+        self._inflight = (batch, docs, self._writer().submit(self._write, docs) if docs else None, started)
+        return True
+
+    def _writer(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"activation-{self.plan_id[:8]}")
+            self._write_couch = self.couch.clone()
+        return self._pool
+
+    def _write(self, docs: list[Doc]) -> WriteResult:
+        """In the writer thread: HTTP only (the read model and the progress are the main thread's)."""
+        assert self._write_couch is not None
+        result = self._write_couch.save_many(self.db, docs)
+        # known as our own before the feed can show them to this worker's follower (in the main thread)
+        self.own.add_results(result.ok)
+        return result
+
+    def _settle(self) -> None:
+        """Wait for the batch in flight, then record it: own writes, the read model, and, after a
+        jurisdiction's last batch, the persisted progress (never before its tasks are written)."""
+        if self._inflight is None:
+            return
+        batch, docs, future, started = self._inflight
+        self._inflight = None
         written = 0
-        if mine and batch.tasks:
-            docs = [dict(t) for t in batch.tasks]
-            result = self.couch.save_many(self.db, docs)
-            self.own.add_results(result.ok)
-            self.model.remember([d for d in docs if d.get("_rev") and d["_id"] in {r["id"] for r in result.ok}])
+        if future is not None:
+            result = future.result()  # an error here drops the walk: step() reopens it from the progress
+            ok = {r["id"] for r in result.ok}
+            self.model.remember([d for d in docs if d["_id"] in ok and d.get("_rev")])
             written = len(result.ok)  # conflicts: the task exists already (a replay, another worker)
             self._pending_written += written
-            self._pending_tasks += len(batch.tasks)
+            self._pending_tasks += len(docs)
         self.progress["entities"] += batch.entities
         self.progress["conditionEvaluations"] += batch.condition_evaluations
         if batch.last:
@@ -170,7 +211,6 @@ class Activation:
         log_event(log, "activation batch", db=self.db, plan=self.plan_id, jurisdiction=batch.jurisdiction_id,
                   tasks=written, entities=batch.entities, done=self.progress["jurisdictionsDone"],
                   total=self.progress["jurisdictionsTotal"], ms=round((time.perf_counter() - started) * 1000, 1))
-        return True
 
 
 def running(couch: Couch, db: str) -> list[tuple[Doc, Doc]]:

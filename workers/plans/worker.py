@@ -57,6 +57,8 @@ class Rule:
 class PlanWorker:
     name = "plans"
     conflicts = False
+    # pages of 5 x FIELDSYNC_BATCH_SIZE changes: read without documents, most of them this worker's own writes
+    batch_factor = 5
 
     def __init__(self, couch: Couch, settings: Settings) -> None:
         self.couch = couch
@@ -80,6 +82,11 @@ class PlanWorker:
     def follows(self, kind: str) -> bool:
         return kind == "main"
 
+    def feed_docs(self, db: str) -> bool:
+        """The feed is read without documents: the read model fetches only what it does not hold yet (most
+        changes during an activation are this worker's own writes, in the index already)."""
+        return False
+
     # ------------------------------------------------------------------------------------------ feed
 
     def process(self, db: str, changes: list[dict[str, Any]]) -> int:
@@ -88,7 +95,7 @@ class PlanWorker:
         lookup = IndexLookup(self.model)
         written = 0
         for change in changes:
-            doc = change.get("doc")
+            doc = change.get("doc") or self.model.store.get(str(change.get("id")))
             if not doc or doc.get("_deleted"):
                 continue
             for rule in self.rules:

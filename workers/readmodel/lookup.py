@@ -23,6 +23,9 @@ class IndexLookup:
     def __init__(self, model: ReadModel, *, fresh_per_jurisdiction: bool = False) -> None:
         self.model = model
         self.fresh_per_jurisdiction = fresh_per_jurisdiction
+        # an activation's jurisdiction: its tasks read once (one query), task reads answered from them
+        self._group: dict[str, Doc] | None = None
+        self._group_for: dict[str, list[Doc]] = {}
 
     @property
     def _store(self) -> Store:
@@ -30,11 +33,24 @@ class IndexLookup:
 
     def remember(self, docs: list[Doc]) -> None:
         self.model.remember(docs)
+        if self._group is not None:
+            for doc in docs:
+                if doc.get("type") == "Task" and doc["_id"] in self._group:
+                    self._group[doc["_id"]] = doc
 
     def begin_jurisdiction(self, jurisdiction_id: str) -> None:
-        """An activation begins a jurisdiction: the index catches up with everything written until now."""
+        """An activation begins a jurisdiction: the index catches up with everything written until now, and the
+        jurisdiction's tasks are read at once. A task that is not among them is taken as absent: an activation
+        creates only tasks of the jurisdiction it evaluates, under ids derived from (plan, action, entity), so
+        creating one that exists after all answers 409 and nothing is duplicated."""
         if self.fresh_per_jurisdiction:
             self.model.catch_up()
+            self._group = None
+            found = self.tasks_in(jurisdiction_id)
+            self._group = {d["_id"]: d for d in found}
+            self._group_for = {}
+            for doc in found:
+                self._group_for.setdefault(str(doc.get("for")), []).append(doc)
 
     # ------------------------------------------------------------------ Lookup
 
@@ -65,6 +81,8 @@ class IndexLookup:
         return found
 
     def task(self, identifier: str) -> Doc | None:
+        if self._group is not None:
+            return self._group.get(identifier)
         found: Doc | None = self._store.get(identifier, "Task")
         return found
 
@@ -72,6 +90,8 @@ class IndexLookup:
         return self.tasks_for_many([entity_id])[entity_id]
 
     def tasks_for_many(self, entity_ids: list[str]) -> dict[str, list[Doc]]:
+        if self._group is not None:
+            return {e: list(self._group_for.get(e, [])) for e in entity_ids}
         found: dict[str, list[Doc]] = self._store.by_key("task-for", entity_ids)
         return found
 

@@ -151,28 +151,28 @@ class Store:
     def apply(self, docs: Iterable[Doc], seq: Any = None) -> int:
         """Put or remove documents (a deleted one, or one of a type not indexed, is removed) and, in the same
         transaction, record the feed position ``seq`` (when given). Returns how many documents it stored."""
-        stored = 0
+        latest: dict[str, Doc] = {}
+        for doc in docs:
+            doc_id = str(doc.get("_id", ""))
+            if doc_id and not doc_id.startswith("_"):
+                latest[doc_id] = doc
+        ids = list(latest)
+        kept = [d for d in latest.values() if not d.get("_deleted") and d.get("type") in INDEXED_TYPES]
+        gone = [(i,) for i, d in latest.items() if d.get("_deleted") or d.get("type") not in INDEXED_TYPES]
         with self.batch():
-            for doc in docs:
-                stored += self._put(doc)
+            for start in range(0, len(ids), CHUNK):
+                part = ids[start : start + CHUNK]
+                self._db.execute(f"DELETE FROM refs WHERE id IN ({','.join('?' * len(part))})", part)
+            self._db.executemany("DELETE FROM docs WHERE id = ?", gone)
+            self._db.executemany(
+                "INSERT OR REPLACE INTO docs (id, rev, type, body) VALUES (?, ?, ?, ?)",
+                [(str(d["_id"]), str(d.get("_rev", "")), str(d["type"]), json.dumps(d, separators=(",", ":")))
+                 for d in kept])
+            self._db.executemany("INSERT OR IGNORE INTO refs (tag, k1, k2, id) VALUES (?, ?, ?, ?)",
+                                 [(tag, k1, k2, str(d["_id"])) for d in kept for tag, k1, k2 in refs_of(d)])
             if seq is not None:
                 self._db.execute("INSERT OR REPLACE INTO meta (k, v) VALUES ('seq', ?)", (json.dumps(seq),))
-        return stored
-
-    def _put(self, doc: Doc) -> int:
-        doc_id = str(doc.get("_id", ""))
-        if not doc_id or doc_id.startswith("_"):
-            return 0
-        self._db.execute("DELETE FROM refs WHERE id = ?", (doc_id,))
-        if doc.get("_deleted") or doc.get("type") not in INDEXED_TYPES:
-            self._db.execute("DELETE FROM docs WHERE id = ?", (doc_id,))
-            return 0
-        self._db.execute("INSERT OR REPLACE INTO docs (id, rev, type, body) VALUES (?, ?, ?, ?)",
-                         (doc_id, str(doc.get("_rev", "")), str(doc["type"]),
-                          json.dumps(doc, separators=(",", ":"))))
-        self._db.executemany("INSERT OR IGNORE INTO refs (tag, k1, k2, id) VALUES (?, ?, ?, ?)",
-                             [(tag, k1, k2, doc_id) for tag, k1, k2 in refs_of(doc)])
-        return 1
+        return len(kept)
 
     # ------------------------------------------------------------------ reads
 
