@@ -213,10 +213,11 @@ class Activation:
                   total=self.progress["jurisdictionsTotal"], ms=round((time.perf_counter() - started) * 1000, 1))
 
 
-def running(couch: Couch, db: str) -> list[tuple[Doc, Doc]]:
-    """(plan, progress) of every activation still running, from the active plans of the database."""
+def running(couch: Couch, db: str, plans: list[Doc] | None = None) -> list[tuple[Doc, Doc]]:
+    """(plan, progress) of every activation still running, from the active plans of the database (``plans``:
+    as the caller knows them, e.g. from its read model; else from the database's view)."""
     out: list[tuple[Doc, Doc]] = []
-    for plan in CouchLookup(couch, db).active_plans():
+    for plan in plans if plans is not None else CouchLookup(couch, db).active_plans():
         progress = couch.get_local(db, progress_name(plan["_id"]))
         if progress is None or progress.get("planRev") != plan["_rev"]:
             progress = start(couch, db, plan)

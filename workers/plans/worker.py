@@ -218,7 +218,8 @@ class PlanWorker:
     def _scan(self) -> None:
         if self._scanned or self.couch.db_info(self.db) is None:
             return
-        for plan, progress in activation.running(self.couch, self.db):
+        self.model.catch_up()
+        for plan, progress in activation.running(self.couch, self.db, IndexLookup(self.model).active_plans()):
             self._activations.setdefault(plan["_id"], self._activation(plan, progress))
         self._scanned = True
 

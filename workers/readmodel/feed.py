@@ -95,10 +95,12 @@ class ReadModel:
         """Read the feed to its end; returns how many changes were read."""
         read = 0
         started = time.perf_counter()
+        rebuilding = self.store.seq in (0, "0", None)  # from the start: every page with its documents
         while True:
             store = self.store
             since = store.seq
-            rebuilding = since in (0, "0", None)
+            if since in (0, "0", None):
+                rebuilding = True
             try:
                 page = self.couch.changes(self.db, since, limit=REBUILD_PAGE if rebuilding else PAGE,
                                           include_docs=rebuilding)
@@ -106,6 +108,7 @@ class ReadModel:
                 if exc.status != 400 or rebuilding:
                     raise
                 self._rebuild(f"the server refused the position: {exc}")
+                read = 0
                 continue
             if not page.results:
                 current = self.couch.update_seq(self.db) if read == 0 and isinstance(since, int) else None
