@@ -18,6 +18,7 @@ fresh reads, then parked).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -43,6 +44,7 @@ from workers.settings import Settings
 log = logging.getLogger("fieldsync.plans")
 
 CHECKED_TYPES = {"Plan", "Event", "Task"}
+CHORE_SLICE = 0.5  # seconds of activation between two looks at the feeds
 OPEN_STATUSES = {T.READY, "In Progress", "Draft", "Requested", "Received", "Accepted"}
 ARCHIVED_STATUSES = {"Inactive", "Archived", "Retired"}
 
@@ -224,13 +226,20 @@ class PlanWorker:
         self._scanned = True
 
     def activation_chore(self) -> bool:
-        """Advance running activations by one batch; False when none is running."""
+        """Advance running activations for up to ``CHORE_SLICE`` seconds (then the runner reads the feeds
+        again: an event is held back by at most one slice); False when none is running."""
         self._scan()
-        for plan_id, job in list(self._activations.items()):
+        deadline = time.monotonic() + CHORE_SLICE
+        busy = False
+        while self._activations:
+            plan_id, job = next(iter(self._activations.items()))
             if job.step():
-                return True
+                busy = True
+                if time.monotonic() >= deadline:
+                    return True
+                continue
             del self._activations[plan_id]
-        return False
+        return busy
 
 
 def readmodel_path(settings: Settings) -> Path:
