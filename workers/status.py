@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from workers.couch import Couch
+from workers.errors import FieldsyncError
 from workers.registry import WORKERS, build
 from workers.settings import Settings
 
@@ -79,6 +80,22 @@ def areas(couch: Couch, settings: Settings, rows: list[FeedStatus]) -> list[dict
     return out
 
 
+def readmodel(couch: Couch, settings: Settings) -> dict[str, Any] | None:
+    """The plan worker's read model: where it is, its size, and how many changes of the main database it has
+    yet to read (counted up to 10,000)."""
+    from workers.plans.worker import readmodel_path
+    from workers.readmodel.store import Store
+
+    found = Store.peek(readmodel_path(settings))
+    if found is None:
+        return None
+    try:
+        found["pending"] = len(couch.changes(settings.dbs.main, found["seq"], limit=10_000, include_docs=False).results)
+    except FieldsyncError:
+        found["pending"] = None  # a position the server refuses: the worker rebuilds the index
+    return found
+
+
 def collect(couch: Couch, settings: Settings) -> dict[str, Any]:
     from summarizer.job import status as summarizer_status
 
@@ -88,6 +105,7 @@ def collect(couch: Couch, settings: Settings) -> dict[str, Any]:
         "feeds": [f.__dict__ for f in feed_rows],
         "areas": areas(couch, settings, feed_rows),
         "activations": activations(couch, settings),
+        "readModel": readmodel(couch, settings),
         "interactions": summarizer_status(couch, settings),
         "audit": audit_counts(couch, settings),
     }

@@ -65,6 +65,9 @@ def test_malformed_documents_are_parked_and_the_next_ones_processed(couch: Couch
     assert data["audit"]["parked"] == 2
     [act] = [a for a in data["activations"] if a["plan"] == good_plan["identifier"]]
     assert act["state"] == "done" and act["done"] == act["total"] == 2
+    # the plan worker's read model: caught up, holding the plans, locations and tasks
+    model = data["readModel"]
+    assert model["pending"] == 0 and model["docs"] >= len(docs) + len(rows) and model["bytes"] > 0
 
 
 def test_metrics_endpoint_serves_the_runner_figures(couch: Couch, initialised: Settings) -> None:

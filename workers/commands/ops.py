@@ -50,6 +50,10 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     for act in data["activations"]:
         out(f"activation {act['plan']}: {act['state']}, {act['done']}/{act['total']} jurisdictions, "
             f"{act['tasks']} tasks ({act['tasksWritten']} written by it)")
+    model = data.get("readModel")
+    if model:
+        out(f"read model {model['path']}: {model['docs']} documents, {model['bytes'] / 2**20:.1f} MiB, "
+            f"{model['pending'] if model['pending'] is not None else 'unknown'} changes of the main database to read")
     inter = data["interactions"]
     if inter:
         last, totals = inter.get("lastPass", {}), inter.get("totals", {})

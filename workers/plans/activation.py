@@ -155,6 +155,7 @@ class Activation:
             batch = next(self._batches)  # evaluated while the previous batch is being written
         except StopIteration:
             self._settle()
+            self.model.catch_up()  # the index reads past the activation's own writes (its position in status)
             self.progress["state"] = DONE
             self.progress["finishedAt"] = now_iso()
             self.couch.put_local(self.db, progress_name(self.plan_id), self.progress)

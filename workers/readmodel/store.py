@@ -107,6 +107,24 @@ class Store:
         self._db.close()
 
     @staticmethod
+    def peek(path: Path) -> dict[str, Any] | None:
+        """What ``fieldsync status`` shows of an index file, read-only (None when there is none or it is
+        unreadable): its position, how many documents, its size on disk."""
+        if not path.is_file():
+            return None
+        try:
+            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            try:
+                seq = db.execute("SELECT v FROM meta WHERE k = 'seq'").fetchone()
+                docs = db.execute("SELECT COUNT(*) FROM docs").fetchone()[0]
+            finally:
+                db.close()
+        except sqlite3.DatabaseError:
+            return None
+        size = sum(Path(f"{path}{s}").stat().st_size for s in ("", "-wal") if Path(f"{path}{s}").exists())
+        return {"path": str(path), "seq": json.loads(seq[0]) if seq else 0, "docs": int(docs), "bytes": size}
+
+    @staticmethod
     def discard(path: Path) -> None:
         """Remove an index file and its write-ahead log (before a rebuild)."""
         for suffix in ("", "-wal", "-shm"):
