@@ -7,9 +7,11 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 from workers import embedded, provision
 from workers.couch import Couch
@@ -22,8 +24,21 @@ from workers.synthetic import AreaSize, operational_areas, uid
 
 
 def _worker(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "workers.cli", "work", "plans", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    """A worker process whose log goes to a file (a pipe nobody reads fills up and blocks the worker)."""
+    log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115  closed with the process by the OS at the end
+    proc = subprocess.Popen([sys.executable, "-m", "workers.cli", "work", "plans", *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=log, text=True)
+    _LOGS[proc.pid] = log
+    return proc
+
+
+_LOGS: dict[int, Any] = {}
+
+
+def _log(proc: subprocess.Popen[str]) -> str:
+    log = _LOGS[proc.pid]
+    log.seek(0)
+    return str(log.read())
 
 
 def _wait_for(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
@@ -64,7 +79,7 @@ def test_kill_9_mid_activation_then_restart_equals_an_uninterrupted_run(
     assert sum(1 for d in docs if d["type"] == "Feature" and not d.get("jurisdiction")) == 5000
     # the worker digests the synced data first (and the views get built)
     first = _worker(cli_env, "--until-idle")
-    assert first.wait(timeout=600) == 0, first.stderr.read() if first.stderr else ""
+    assert first.wait(timeout=600) == 0, _log(first)[-3000:]
     _activate(couch, s, str(plan["_id"]))
 
     worker = _worker(cli_env)
@@ -82,7 +97,7 @@ def test_kill_9_mid_activation_then_restart_equals_an_uninterrupted_run(
     partial = len(_task_ids(couch, s.dbs.main))
 
     again = _worker(cli_env, "--until-idle")
-    assert again.wait(timeout=600) == 0, again.stderr.read() if again.stderr else ""
+    assert again.wait(timeout=600) == 0, _log(again)[-3000:]
     ids = _task_ids(couch, s.dbs.main)
     expected = activate(couch.get(s.dbs.main, str(plan["_id"])) or {}, InMemoryLookup([*docs, plan]),
                         datetime.now(UTC))
@@ -118,11 +133,14 @@ def test_server_stopped_mid_run_the_worker_waits_and_finishes(tmp_path: Path) ->
         time.sleep(2)  # the worker meets a closed port and backs off
         assert worker.poll() is None, "the worker must wait, not die"
         embedded.start(settings)
-        _wait_for(lambda: (couch.get_local(settings.dbs.main, name) or {}).get("state") == "done", 300,
-                  "the activation to finish after the outage")
+        try:
+            _wait_for(lambda: (couch.get_local(settings.dbs.main, name) or {}).get("state") == "done", 300,
+                      "the activation to finish after the outage")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; the worker's log ends with:\n{_log(worker)[-4000:]}") from None
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=60) == 0
-        stderr = worker.stderr.read() if worker.stderr else ""
+        stderr = _log(worker)
         assert "server unreachable, waiting" in stderr and "server reachable again" in stderr
         ids = _task_ids(couch, settings.dbs.main)
         expected = activate(couch.get(settings.dbs.main, str(plan["_id"])) or {}, InMemoryLookup([*docs, plan]),
@@ -147,7 +165,7 @@ def test_kill_9_mid_area_sync_then_restart_fills_every_area_exactly(
     _docs, plan = _seed(couch, s, "killsync", size)
     _activate(couch, s, str(plan["_id"]))
     sync = subprocess.Popen([sys.executable, "-m", "workers.cli", "work", "sync"], env=cli_env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
 
     def some_copied() -> bool:
         areas = known_areas(couch, s)
