@@ -96,7 +96,7 @@ class Follower:
         self.checkpoint_name = checkpoint_name(handler.name, db, shard)
         # before checkpoints moved to the audit database, the main and audit databases kept their own: those
         # are read once (no device can write there); an area's or a meta database's old one is never trusted
-        self.legacy_name = legacy_name if legacy_name is not None else None
+        self.legacy_name = legacy_name
         self._checkpoint: Doc | None = None
         self._verified = False  # the checkpoint read from the server was checked against the database
 

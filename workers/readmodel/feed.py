@@ -71,8 +71,7 @@ class ReadModel:
             why = "another server, database or incarnation"
         except CorruptIndex as exc:
             why = f"unusable ({exc})"
-        log_event(log, "read model rebuild", logging.WARNING, db=self.db, path=str(self.path), reason=why)
-        Store.discard(self.path)
+        self._rebuild(why)
         store = Store(self.path)
         store.set_meta(identity)
         return store

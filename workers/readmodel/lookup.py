@@ -55,36 +55,30 @@ class IndexLookup:
     # ------------------------------------------------------------------ Lookup
 
     def location(self, location_id: str) -> Doc | None:
-        found: Doc | None = self._store.get(location_id, "Feature")
-        return found
+        return self._store.get(location_id, "Feature")
 
     def child_locations(self, parent: str) -> list[Doc]:
-        found: list[Doc] = self._store.by_key("child", [parent])[parent]
-        return found
+        return self._store.by_key("child", [parent])[parent]
 
     def client(self, client_id: str) -> Doc | None:
-        found: Doc | None = self._store.get(client_id, "Client")
-        return found
+        return self._store.get(client_id, "Client")
 
     def families_at(self, structure_id: str) -> list[Doc]:
         return self.families_at_many([structure_id])[structure_id]
 
     def families_at_many(self, structure_ids: list[str]) -> dict[str, list[Doc]]:
-        found: dict[str, list[Doc]] = self._store.by_key("residence", structure_ids)
-        return found
+        return self._store.by_key("residence", structure_ids)
 
     def members_of(self, family_id: str) -> list[Doc]:
         return self.members_of_many([family_id])[family_id]
 
     def members_of_many(self, family_ids: list[str]) -> dict[str, list[Doc]]:
-        found: dict[str, list[Doc]] = self._store.by_key("member", family_ids)
-        return found
+        return self._store.by_key("member", family_ids)
 
     def task(self, identifier: str) -> Doc | None:
         if self._group is not None:
             return self._group.get(identifier)
-        found: Doc | None = self._store.get(identifier, "Task")
-        return found
+        return self._store.get(identifier, "Task")
 
     def tasks_for(self, entity_id: str) -> list[Doc]:
         return self.tasks_for_many([entity_id])[entity_id]
@@ -92,16 +86,13 @@ class IndexLookup:
     def tasks_for_many(self, entity_ids: list[str]) -> dict[str, list[Doc]]:
         if self._group is not None:
             return {e: list(self._group_for.get(e, [])) for e in entity_ids}
-        found: dict[str, list[Doc]] = self._store.by_key("task-for", entity_ids)
-        return found
+        return self._store.by_key("task-for", entity_ids)
 
     def tasks_in(self, jurisdiction_id: str, plan_id: str | None = None) -> list[Doc]:
-        found: list[Doc] = self._store.by_key("task-group", [jurisdiction_id], plan_id)[jurisdiction_id]
-        return found
+        return self._store.by_key("task-group", [jurisdiction_id], plan_id)[jurisdiction_id]
 
     def plan(self, identifier: str) -> Doc | None:
-        found: Doc | None = self._store.get(identifier, "Plan")
-        return found
+        return self._store.get(identifier, "Plan")
 
     def ancestors(self, jurisdiction_id: str) -> list[str]:
         chain: list[str] = []
@@ -127,9 +118,7 @@ class IndexLookup:
         return plans
 
     def events_for(self, entity_id: str) -> list[Doc]:
-        found: list[Doc] = self._store.by_key("event-entity", [entity_id])[entity_id]
-        return found
+        return self._store.by_key("event-entity", [entity_id])[entity_id]
 
     def events_in(self, jurisdiction_id: str) -> list[Doc]:
-        found: list[Doc] = self._store.by_key("event-location", [jurisdiction_id])[jurisdiction_id]
-        return found
+        return self._store.by_key("event-location", [jurisdiction_id])[jurisdiction_id]
