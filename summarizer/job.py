@@ -2,7 +2,8 @@
 
 For each per-user meta database (``fieldsync-user-<name>-meta``):
 
-1. read every ``interaction-`` record with all its leaf revisions (conflicting revisions are inputs too);
+1. read every ``interaction-`` record with all its leaf revisions (conflicting revisions are inputs too), in one
+   read of the database;
 2. a user whose roles lack ``can_track_task_interactions`` (``settings.permissions``): the records are
    removed, not merged, and counted;
 3. records that break the contract are parked in the audit database with the reason, then removed;
@@ -10,6 +11,9 @@ For each per-user meta database (``fieldsync-user-<name>-meta``):
    ``fieldsync-users-meta`` (every device: the cap is per user) are merged (:func:`summarizer.merge.merge_day`,
    a union, so merging again or after a crash gives the same documents) and the changed documents written;
 5. only then are the merged records removed (purged where the server supports ``_purge``).
+
+Databases are taken ``GROUP`` at a time, in user name order: step 4 reads the group's daily documents of a day
+in one id range and writes them in one ``_bulk_docs``, then step 5 runs for each database of the group.
 
 A kill between 4 and 5 leaves records that the next pass merges again into identical documents: no double
 counting, no loss. A per-database ``_local`` checkpoint (the update sequence seen) lets the interval pass skip
@@ -39,6 +43,8 @@ log = logging.getLogger("fieldsync.summarizer")
 PERMISSION = "can_track_task_interactions"
 CHECKPOINT = "fieldsync-summarizer"
 PREFIX = "interaction-"
+# meta databases merged together: one read and one write of the users-meta database per group and day
+GROUP = 50
 
 
 @dataclass
@@ -61,21 +67,26 @@ def app_settings(couch: Couch, settings: Settings) -> AppSettings:
     return AppSettings.model_validate(doc) if doc else AppSettings()
 
 
-def _leaves(couch: Couch, db: str, date: str | None) -> list[Doc]:
-    """Every living leaf revision of every interaction record (conflicting revisions included)."""
-    rows = couch.all_docs(db, include_docs=True, conflicts=True, startkey=PREFIX, endkey=PREFIX + "\ufff0")
+def _read(couch: Couch, db: str, date: str | None) -> tuple[list[Doc], list[Doc]]:
+    """(every living leaf revision of every interaction record, conflicting revisions included; every other
+    document, a stray), in one read of the database (and one ``_bulk_get`` of conflicting revisions, if any)."""
+    rows = couch.all_docs(db, include_docs=True, conflicts=True)
     docs: list[Doc] = []
+    strays: list[Doc] = []
     refs: list[tuple[str, str]] = []
     for row in rows:
         doc = row.get("doc")
-        if not doc:
+        if not doc or str(doc.get("_id", "")).startswith("_design/"):
+            continue
+        if not str(doc["_id"]).startswith(PREFIX):
+            strays.append(doc)
             continue
         if date is not None and (doc.get("metadata") or {}).get("date") != date:
             continue
         docs.append(doc)
         refs.extend((doc["_id"], rev) for rev in doc.get("_conflicts", []))
     docs.extend(d for d in couch.bulk_get(db, refs) if not d.get("_deleted"))
-    return docs
+    return docs, strays
 
 
 def _park(couch: Couch, settings: Settings, db: str, bad: list[tuple[Any, Exception]]) -> int:
@@ -87,48 +98,70 @@ def _park(couch: Couch, settings: Settings, db: str, bad: list[tuple[Any, Except
     return write_many_once(couch, settings.dbs.audit, records)
 
 
-def _daily_docs(couch: Couch, settings: Settings, user: str, day: str) -> list[Doc]:
-    """The user's daily documents of ``day`` (every device), by id range: ids are
-    ``interaction-<day>-<user>-<deviceId>``, and ``metadata.user`` tells a user ``ana`` from ``ana-b``. (A view
-    would do too, but its index update on every pass costs more than the read.)"""
-    start = f"{PREFIX}{day}-{user}-"
-    rows = couch.all_docs(settings.dbs.users_meta, include_docs=True, startkey=start, endkey=start + "\ufff0")
-    return [row["doc"] for row in rows
-            if row.get("doc") and (row["doc"].get("metadata") or {}).get("user") == user
-            and (row["doc"].get("metadata") or {}).get("date") == day]
+def _daily_docs(couch: Couch, settings: Settings, users: list[str], day: str) -> dict[str, list[Doc]]:
+    """The daily documents of ``day`` (every device) of each of ``users``, by user, in one id range: ids are
+    ``interaction-<day>-<user>-<deviceId>``, so the range from the first user's to the last one's holds them
+    all (and maybe a few of users in between, left out), and ``metadata.user`` tells a user ``ana`` from
+    ``ana-b``. (A view would do too, but its index update on every pass costs more than the read.)"""
+    wanted = set(users)
+    start = f"{PREFIX}{day}-{min(wanted)}-"
+    end = f"{PREFIX}{day}-{max(wanted)}-\ufff0"
+    out: dict[str, list[Doc]] = {user: [] for user in wanted}
+    for row in couch.all_docs(settings.dbs.users_meta, include_docs=True, startkey=start, endkey=end):
+        meta = (row.get("doc") or {}).get("metadata") or {}
+        if meta.get("user") in wanted and meta.get("date") == day:
+            out[str(meta["user"])].append(row["doc"])
+    return out
+
+
+def _day_writes(records: list[InteractionLog], existing: list[Doc], cap: int) -> list[Doc]:
+    """The merged documents of one user's day that differ from what is written (with their ``_rev``)."""
+    current = {d["_id"]: d for d in existing}
+    writes = []
+    for doc in merge_day([*records, *existing], cap=cap):
+        old = current.get(doc["_id"])
+        if old is not None:
+            if {k: v for k, v in old.items() if k != "_rev"} == doc:
+                continue
+            doc = {**doc, "_rev": old["_rev"]}
+        writes.append(doc)
+    return writes
 
 
 def _write_day(couch: Couch, settings: Settings, user: str, day: str, records: list[InteractionLog],
                cap: int) -> int:
     """Merge one user's day and write what changed; retried when a concurrent pass wrote meanwhile."""
     for _ in range(3):
-        existing = _daily_docs(couch, settings, user, day)
-        merged = merge_day([*records, *existing], cap=cap)
-        current = {d["_id"]: d for d in existing}
-        writes = []
-        for doc in merged:
-            old = current.get(doc["_id"])
-            if old is not None:
-                if {k: v for k, v in old.items() if k != "_rev"} == doc:
-                    continue
-                doc = {**doc, "_rev": old["_rev"]}
-            writes.append(doc)
-        result = couch.save_many(settings.dbs.users_meta, writes)
+        existing = _daily_docs(couch, settings, [user], day)[user]
+        result = couch.save_many(settings.dbs.users_meta, _day_writes(records, existing, cap))
         if not result.conflicts and not result.errors:
             return len(result.ok)
     raise RuntimeError(f"daily documents of {user} on {day} kept changing during the merge")
 
 
-def _strays(couch: Couch, db: str) -> list[Doc]:
-    """Documents of a meta database that are not interaction records (written before its door refused them):
-    nothing else belongs there."""
-    out: list[Doc] = []
-    for params in ({"endkey": PREFIX}, {"startkey": PREFIX + "\ufff0"}):
-        for row in couch.all_docs(db, include_docs=True, **params):
-            doc = row.get("doc")
-            if doc and not str(doc.get("_id", "")).startswith(("_design/", PREFIX)):
-                out.append(doc)
-    return out
+def _write_days(couch: Couch, settings: Settings, days: dict[tuple[str, str], list[InteractionLog]],
+                cap: int) -> int:
+    """Merge and write many users' days: per day, one read of the users' daily documents, then one
+    ``_bulk_docs`` for them all; a user's day that a concurrent pass wrote meanwhile is merged again alone."""
+    users_by_day: dict[str, list[str]] = defaultdict(list)
+    for user, day in days:
+        users_by_day[day].append(user)
+    writes: list[Doc] = []
+    for day, users in sorted(users_by_day.items()):
+        existing = _daily_docs(couch, settings, users, day)
+        for user in users:
+            writes += _day_writes(days[(user, day)], existing[user], cap)
+    result = couch.save_many(settings.dbs.users_meta, writes)
+    written = len(result.ok)
+    failed = set(result.conflicts) | {str(e.get("id")) for e in result.errors}
+    for user, day in sorted({_user_day(doc) for doc in writes if doc["_id"] in failed}):
+        written += _write_day(couch, settings, user, day, days[(user, day)], cap)
+    return written
+
+
+def _user_day(doc: Doc) -> tuple[str, str]:
+    meta = doc.get("metadata") or {}
+    return str(meta.get("user")), str(meta.get("date"))
 
 
 def _quarantine_unreadable(couch: Couch, settings: Settings, db: str, report: PassReport) -> int:
@@ -175,24 +208,36 @@ def _known_refs(leaves: list[Doc], refs: frozenset[str]) -> tuple[list[Doc], int
     return out, dropped
 
 
-def merge_database(couch: Couch, settings: Settings, db: str, user: str, permitted: bool, report: PassReport,
-                   *, date: str | None = None, refs: frozenset[str] = frozenset()) -> None:
-    strays = _strays(couch, db)
+@dataclass
+class _Prepared:
+    """One meta database read and checked, its valid records waiting to be merged with its group's."""
+
+    db: str
+    user: str
+    permitted: bool
+    leaves: list[Doc]  # every record read (removed once merged)
+    days: dict[str, list[InteractionLog]]  # the valid records by day
+
+
+def _prepare(couch: Couch, settings: Settings, db: str, user: str, permitted: bool, report: PassReport,
+             date: str | None, refs: frozenset[str]) -> _Prepared | None:
+    """Read one meta database: strays and invalid records parked (and strays removed), a user without the
+    permission has their records removed; the valid records by day, or None when there is nothing to merge."""
+    leaves, strays = _read(couch, db, date)
     if strays:
         report.parked += _park(couch, settings, db, [
             (doc, ValueError(f"{doc.get('_id')}: _id: a meta database holds interaction records only"))
             for doc in strays])
         report.removed += couch.purge_or_delete(db, strays)
         log_event(log, "removed stray documents", logging.WARNING, db=db, user=user, documents=len(strays))
-    leaves = _leaves(couch, db, date)
     if not leaves:
-        return
+        return None
     report.records += len(leaves)
     if not permitted:
         report.removed += couch.purge_or_delete(db, leaves)
         report.not_permitted += len(leaves)
         log_event(log, "not permitted: removed", db=db, user=user, records=len(leaves))
-        return
+        return None
     checked = leaves
     if refs:
         checked, dropped = _known_refs(leaves, refs)
@@ -204,24 +249,85 @@ def merge_database(couch: Couch, settings: Settings, db: str, user: str, permitt
         report.parked += _park(couch, settings, db, bad)  # type: ignore[arg-type]
         log_event(log, "parked invalid records", logging.WARNING, db=db, user=user, records=len(bad),
                   first=str(bad[0][1]))
-    by_day: dict[str, list[InteractionLog]] = defaultdict(list)
+    days: dict[str, list[InteractionLog]] = defaultdict(list)
     for record in valid:
-        by_day[record.metadata.date].append(record)
-    written = 0
-    for day, records in sorted(by_day.items()):
-        written += _write_day(couch, settings, user, day, records, settings.interaction_cap)
-    report.documents_written += written
+        days[record.metadata.date].append(record)
     report.per_user[user] = report.per_user.get(user, 0) + len(valid)
-    # only now: the sources are merged (and the invalid ones parked)
-    report.removed += couch.purge_or_delete(db, leaves)
+    return _Prepared(db, user, permitted, leaves, dict(days))
 
 
-def run_pass(couch: Couch, settings: Settings, *, date: str | None = None, full: bool = True) -> PassReport:
-    """One pass over every meta database (``full``), or only those changed since the last pass."""
+def _prepare_isolated(couch: Couch, settings: Settings, db: str, user: str, permitted: bool, report: PassReport,
+                      date: str | None, refs: frozenset[str]) -> tuple[bool, _Prepared | None]:
+    """:func:`_prepare`, with one user's database that cannot be read never stopping the others: (read, what
+    to merge)."""
+    try:
+        try:
+            return True, _prepare(couch, settings, db, user, permitted, report, date, refs)
+        except RecursionError:
+            # a record nested too deeply for a JSON reader: read one document at a time, park and remove
+            # what cannot be read, then merge the rest
+            report.parked += _quarantine_unreadable(couch, settings, db, report)
+            return True, _prepare(couch, settings, db, user, permitted, report, date, refs)
+    except (FieldsyncError, RecursionError, ValueError) as exc:
+        # the pass goes on, and the error is in the log and the pass report
+        report.failed += 1
+        log_event(log, "merge failed", logging.ERROR, db=db, user=user,
+                  error=f"{exc.__class__.__name__}: {str(exc)[:300]}")
+        return False, None
+
+
+def _merge_group(couch: Couch, settings: Settings, group: list[tuple[str, str, bool]], report: PassReport,
+                 date: str | None, refs: frozenset[str]) -> None:
+    """Merge a group of meta databases (``(db, user, permitted)``): each read on its own, their days merged
+    and written together (:func:`_write_days`), and only then their records removed and their checkpoints
+    moved. A kill before the removal leaves records that the next pass merges again into identical documents."""
+    done: list[tuple[str, bool]] = []
+    prepared: list[_Prepared] = []
+    for db, user, permitted in group:
+        before = report.records
+        read, todo = _prepare_isolated(couch, settings, db, user, permitted, report, date, refs)
+        if report.records > before:
+            report.users += 1
+        if todo is not None:
+            prepared.append(todo)
+        elif read:
+            done.append((db, permitted))
+    cap = settings.interaction_cap
+    try:
+        report.documents_written += _write_days(
+            couch, settings, {(p.user, day): records for p in prepared for day, records in p.days.items()}, cap)
+    except FieldsyncError:
+        # a write the server refuses: each user's days alone, so that only that user's merge fails
+        merged = []
+        for p in prepared:
+            try:
+                report.documents_written += _write_days(
+                    couch, settings, {(p.user, day): records for day, records in p.days.items()}, cap)
+                merged.append(p)
+            except FieldsyncError as exc:
+                report.failed += 1
+                log_event(log, "merge failed", logging.ERROR, db=p.db, user=p.user,
+                          error=f"{exc.__class__.__name__}: {str(exc)[:300]}")
+        prepared = merged
+    for p in prepared:
+        # only now: the sources are merged (and the invalid ones parked)
+        report.removed += couch.purge_or_delete(p.db, p.leaves)
+        done.append((p.db, p.permitted))
+    for db, permitted in done:
+        couch.put_local(settings.dbs.users_meta, f"{CHECKPOINT}@{db}",
+                        {"seq": couch.update_seq(db), "at": now_iso(), "permitted": permitted})
+
+
+def run_pass(couch: Couch, settings: Settings, *, date: str | None = None, full: bool = True,
+             group: int = GROUP) -> PassReport:
+    """One pass over every meta database (``full``), or only those changed since the last pass; ``group``
+    databases at a time share their reads and writes of the users-meta database."""
     started = time.perf_counter()
     report = PassReport()
     app = app_settings(couch, settings)
     users = provision.all_users(couch)
+    refs = frozenset(app.interaction_refs)
+    todo: list[tuple[str, str, bool]] = []
     for db in sorted(couch.all_dbs()):
         user = settings.dbs.user_of_meta(db)
         if user is None:
@@ -236,29 +342,11 @@ def run_pass(couch: Couch, settings: Settings, *, date: str | None = None, full:
                 report.skipped_unchanged += 1
                 continue
         roles = list((users.get(user) or {}).get("roles", []))
-        permitted = app.has_permission(PERMISSION, roles)
-        before = report.records
-        try:
-            try:
-                merge_database(couch, settings, db, user, permitted, report, date=date,
-                               refs=frozenset(app.interaction_refs))
-            except RecursionError:
-                # a record nested too deeply for a JSON reader: read one document at a time, park and remove
-                # what cannot be read, then merge the rest
-                report.parked += _quarantine_unreadable(couch, settings, db, report)
-                merge_database(couch, settings, db, user, permitted, report, date=date,
-                               refs=frozenset(app.interaction_refs))
-        except (FieldsyncError, RecursionError, ValueError) as exc:
-            # one user's database that cannot be read or merged (a record nested thousands of levels deep...)
-            # never stops the others: the pass goes on, and the error is in the log and the pass report
-            report.failed += 1
-            log_event(log, "merge failed", logging.ERROR, db=db, user=user,
-                      error=f"{exc.__class__.__name__}: {str(exc)[:300]}")
-            continue
-        if report.records > before:
-            report.users += 1
-        couch.put_local(settings.dbs.users_meta, f"{CHECKPOINT}@{db}",
-                        {"seq": couch.update_seq(db), "at": now_iso(), "permitted": permitted})
+        todo.append((db, user, app.has_permission(PERMISSION, roles)))
+    # users in name order: a group's daily documents of a day are one id range of the users-meta database
+    todo.sort(key=lambda item: item[1])
+    for start in range(0, len(todo), group):
+        _merge_group(couch, settings, todo[start : start + group], report, date, refs)
     report.ms = round((time.perf_counter() - started) * 1000, 1)
     _record(couch, settings, report)
     log_event(log, "pass", users=report.users, databases=report.databases, records=report.records,

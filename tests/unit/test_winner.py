@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import pytest
 
-from workers.conflicts.resolver import resolution_writes
+from workers.conflicts.resolver import current_winner, resolution_writes
 from workers.conflicts.winner import choose, parse_time
 
 
@@ -112,3 +113,18 @@ def test_epoch_milliseconds_and_iso_strings_compare_as_the_same_instants() -> No
     ms = _task("2-m", None, lastModified=int((parse_time("2026-11-23T10:00:00Z") or 0) * 1000))
     iso = _task("2-i", "2026-11-23T09:00:00Z")
     assert choose([ms, iso]).winner["_rev"] == "2-m"
+
+
+def test_current_winner_is_the_revision_couchdb_shows() -> None:
+    def leaf(rev: str, deleted: bool = False) -> dict[str, Any]:
+        return {"_id": "d", "_rev": rev, **({"_deleted": True} if deleted else {})}
+
+    # the longest history, then the greatest revision id
+    assert current_winner([leaf("1-b"), leaf("2-a")]) == "2-a"
+    assert current_winner([leaf("2-a"), leaf("2-b")]) == "2-b"
+    # generations compare as numbers, not strings
+    assert current_winner([leaf("10-a"), leaf("9-z")]) == "10-a"
+    # a living leaf beats a deleted one whatever its history
+    assert current_winner([leaf("1-a"), leaf("5-z", deleted=True)]) == "1-a"
+    # every leaf deleted: the same order among them
+    assert current_winner([leaf("3-a", deleted=True), leaf("2-z", deleted=True)]) == "3-a"

@@ -3,6 +3,8 @@ the target, ``_bulk_get?revs=true`` on the source, ``_bulk_docs`` with ``new_edi
 
 Both sides keep the same revision ids, so a revision copied twice is a no-op, two offline edits of one document
 meet as a CouchDB conflict, and a resolution written in one database settles the others when it is copied.
+
+:func:`fan_out` copies from one source to many targets at once: each revision any target lacks is read once.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from workers.couch import Couch, Doc
 from workers.errors import FieldsyncError
 
 CHUNK = 200
+FAN_CHUNK = 1000  # revisions per request of a fan-out (its documents are routed already: no callbacks per chunk)
 
 
 @dataclass
@@ -59,11 +62,43 @@ def copy_revisions(
             continue
         if accepted is not None:
             accepted(keep)
-        results = couch.bulk_docs(target, keep, new_edits=False)
-        errors = [r for r in results if r.get("error")]
-        if errors:
-            first = errors[0]
-            raise FieldsyncError(f"{target}: {len(errors)} revisions not copied, e.g. {first.get('id')}: "
-                                 f"{first.get('error')} {first.get('reason', '')}".strip())
+        _write(couch, target, keep)
         out.written += keep
     return out
+
+
+def fan_out(couch: Couch, source: str, leaves_by_target: dict[str, dict[str, list[str]]]) -> dict[str, Copied]:
+    """Copy, to each target, the revisions of its ``leaves`` (id -> leaf revs) that it lacks: one ``_revs_diff``
+    per target, then one ``_bulk_get`` of what any of them lacks (a revision several targets lack, such as a
+    plan's, is read once), then one ``_bulk_docs`` per target (in chunks of ``FAN_CHUNK`` revisions)."""
+    missing_by_target: dict[str, list[tuple[str, str]]] = {}
+    for target, leaves in sorted(leaves_by_target.items()):
+        ids = sorted(leaves)
+        missing: list[tuple[str, str]] = []
+        for start in range(0, len(ids), FAN_CHUNK):
+            found = couch.revs_diff(target, {i: leaves[i] for i in ids[start : start + FAN_CHUNK]})
+            missing += [(doc_id, rev) for doc_id, revs in sorted(found.items()) for rev in revs]
+        if missing:
+            missing_by_target[target] = missing
+    wanted = sorted({ref for refs in missing_by_target.values() for ref in refs})
+    fetched: dict[tuple[str, str], Doc] = {}
+    for start in range(0, len(wanted), FAN_CHUNK):
+        for doc in couch.bulk_get(source, wanted[start : start + FAN_CHUNK], revs=True):
+            fetched[(str(doc["_id"]), str(doc["_rev"]))] = doc
+    out: dict[str, Copied] = {}
+    for target, refs in missing_by_target.items():
+        docs = [fetched[ref] for ref in refs if ref in fetched]
+        for start in range(0, len(docs), FAN_CHUNK):
+            _write(couch, target, docs[start : start + FAN_CHUNK])
+        out[target] = Copied(written=docs)
+    return out
+
+
+def _write(couch: Couch, target: str, docs: list[Doc]) -> None:
+    """Write revisions as they are (``new_edits: false``); any refused one is an error naming it."""
+    results = couch.bulk_docs(target, docs, new_edits=False)
+    errors = [r for r in results if r.get("error")]
+    if errors:
+        first = errors[0]
+        raise FieldsyncError(f"{target}: {len(errors)} revisions not copied, e.g. {first.get('id')}: "
+                             f"{first.get('error')} {first.get('reason', '')}".strip())

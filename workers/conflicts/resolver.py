@@ -1,11 +1,14 @@
 """The conflict resolver: on every fieldsync database, each document with conflicting leaf revisions is
 resolved latest-wins (:mod:`workers.conflicts.winner`).
 
-Per batch: one ``_bulk_get`` of every leaf of every conflicted document, one ``_bulk_docs`` of audit records
-(deterministic ids: a second resolver or a replay writes nothing new), then one ``_bulk_docs`` on the database
-that writes each winning body on top of the current winning revision and deletes every other leaf. Writing on
-top of a known leaf never creates a conflict: if someone else wrote meanwhile, CouchDB answers 409 and the next
-change of that document is resolved instead.
+Per batch of the feed (read without documents: ``style=all_docs`` lists every leaf of each change, and a
+document with one leaf has no conflict): one ``_bulk_get`` of every leaf of every document with several, one
+read of the receipts of those leaves (main database), one ``_bulk_docs`` of audit records (deterministic ids: a
+second resolver or a replay writes nothing new), then one ``_bulk_docs`` on the database that writes each
+winning body on top of the current winning revision and deletes every other leaf. Writing on top of a known
+leaf never creates a conflict: if someone else wrote meanwhile, CouchDB answers 409 and the next change of that
+document is resolved instead. The current winning revision is the one CouchDB (and PouchDB) shows, computed
+from the leaves as they compute it (:func:`current_winner`).
 
 Interaction-log documents in the per-user meta databases are left to the summarizer, which merges them.
 """
@@ -16,7 +19,7 @@ import logging
 from typing import Any
 
 from workers.audit import now_iso, receipts, stable_id, write_many_once, write_once
-from workers.conflicts.winner import Decision, choose
+from workers.conflicts.winner import Decision, candidate, choose, fields_for
 from workers.couch import Couch, Doc
 from workers.errors import Conflict, FieldsyncError, NotFound
 from workers.follower import OwnWrites
@@ -71,9 +74,21 @@ def resolution_writes(current_rev: str, decision: Decision) -> list[Doc]:
     return writes
 
 
+def current_winner(leaves: list[Doc]) -> str:
+    """The revision CouchDB and PouchDB show as the document's (``_rev``): of the living leaves (of all of
+    them when every one is deleted), the one with the longest history, then the greatest revision id."""
+    living = [leaf for leaf in leaves if not leaf.get("_deleted")] or leaves
+
+    def order(leaf: Doc) -> tuple[int, str]:
+        generation, _, rev_id = str(leaf["_rev"]).partition("-")
+        return (int(generation) if generation.isdigit() else 0, rev_id)
+
+    return str(max(living, key=order)["_rev"])
+
+
 class ConflictResolver:
     name = "conflicts"
-    conflicts = True
+    conflicts = False  # the feed is read without documents: the leaves it lists are fetched in bulk
 
     def __init__(self, couch: Couch, settings: Settings) -> None:
         self.couch = couch
@@ -85,23 +100,21 @@ class ConflictResolver:
         # copied back by the sync worker (settling them in two places would make new conflicts)
         return kind in ("main", "user-meta", "users-meta", "audit")
 
+    def feed_docs(self, db: str) -> bool:
+        """Every feed is read without documents: most changes have one leaf (nothing to resolve), and most of
+        the rest are this worker's own writes (its resolutions, its audit records), skipped by revision."""
+        return False
+
     def process(self, db: str, changes: list[dict[str, Any]]) -> int:
         kind = self.settings.dbs.kind(db) or ""
         skip_types = SKIP_TYPES_BY_KIND.get(kind, set())
-        refs: list[tuple[str, str]] = []
-        current: dict[str, str] = {}
-        for change in changes:
-            doc = change.get("doc") or {}
-            leaves = [str(r["rev"]) for r in change.get("changes", [])]
-            if not doc.get("_conflicts") or doc.get("type") in skip_types:
-                continue
-            current[doc["_id"]] = str(doc["_rev"])
-            refs.extend((doc["_id"], rev) for rev in leaves)
+        refs = [(str(change["id"]), str(r["rev"])) for change in changes
+                if len(change.get("changes", [])) > 1 for r in change["changes"] if r.get("rev")]
         if not refs:
             return 0
         by_doc: dict[str, list[Doc]] = {}
         for leaf in self.couch.bulk_get(db, refs):
-            by_doc.setdefault(leaf["_id"], []).append(leaf)
+            by_doc.setdefault(str(leaf["_id"]), []).append(leaf)
         # devices' revisions in the main database carry receipts: their claimed times are clamped to them
         seen: dict[str, dict[str, float]] = {}
         if db == self.settings.dbs.main:
@@ -110,12 +123,15 @@ class ConflictResolver:
         records: list[Doc] = []
         writes: list[Doc] = []
         for doc_id, fetched in by_doc.items():
+            current = current_winner(fetched)
+            if next(leaf for leaf in fetched if leaf["_rev"] == current).get("type") in skip_types:
+                continue
             living = [leaf for leaf in fetched if not leaf.get("_deleted")]
             if len(living) < 2 and not any(leaf.get("_deleted") and _has_time(leaf) for leaf in fetched):
                 continue  # resolved meanwhile
             decision = choose(fetched, seen.get(doc_id))
-            records.append(audit_record(db, doc_id, current[doc_id], decision))
-            writes.extend(resolution_writes(current[doc_id], decision))
+            records.append(audit_record(db, doc_id, current, decision))
+            writes.extend(resolution_writes(current, decision))
         # the audit first: a kill between the two writes leaves an audit of a resolution that the replay does;
         # a resolution whose losers are all preserved by an earlier record (a concurrent resolver's half-done
         # write: its winner not yet deleted looks like a loser) is not audited twice
@@ -140,8 +156,6 @@ class ConflictResolver:
 
 
 def _has_time(doc: Doc) -> bool:
-    from workers.conflicts.winner import candidate, fields_for
-
     return candidate(doc, fields_for(doc)).time is not None
 
 
