@@ -19,6 +19,7 @@ COPY workers/ workers/
 COPY validators/ validators/
 COPY summarizer/ summarizer/
 COPY couch_design/ couch_design/
+COPY demo/ demo/
 RUN pip install --no-cache-dir . \
     && cd / && rm -rf /tmp/fieldsync \
     && fieldsync --help >/dev/null

@@ -2,7 +2,7 @@
 (``fieldsync-area-<area>``), against a real (embedded) server. Figures only: never a pass/fail on time; every
 figure comes with a reference measured on the same server in the same run (the machine is shared and noisy).
 
-1. **Fan-out** (``--part fanout``): generated operational areas (``workers.synthetic``, ``--per-area`` structures
+1. **Fan-out** (``--part fanout``): generated operational areas (``demo.synthetic``, ``--per-area`` structures
    each, ``--structures`` in all) are loaded into the main database with a draft ``--template`` plan (Dynamic-FI
    by default) over their district; the plan worker digests them and activates the plan
    (``Runner.run(until_idle=True)``), which writes its tasks (~20,000 at the default 20,000 structures). Then the
@@ -19,7 +19,7 @@ figure comes with a reference measured on the same server in the same run (the m
 2. **Round trip** (``--part roundtrip``): ``--areas`` areas of ``--rt-per-area`` structures, an active
    Dynamic-IRS plan over their district, ``--devices`` users (one per device, role ``spray_operator``) assigned
    round-robin to the areas (``workers.areas.assignments.update`` + ``apply_security``, as the integration
-   tests do), the workers run until idle (activation and fan-out), every device (``workers.devicesim.Device``,
+   tests do), the workers run until idle (activation and fan-out), every device (``demo.devices.Device``,
    one Node PouchDB process each, replicating as its user) pulls its area database. Then the workers
    ``sync``, ``plans`` and ``conflicts`` run continuously in a background thread (``Runner.run(stop_event)``
    with the default 0.1-1 s idle back-off, as ``fieldsync work`` runs them) while every device at once (one
@@ -70,12 +70,13 @@ from bench.common import (
     spread,
     use_server_args,
 )
+from demo.devices import Device, DeviceError
+from demo.synthetic import AreaSize, area_ids, operational_areas, structure, uid
 from workers import provision
 from workers.areas import assignments
 from workers.areas.index import MainIndex
 from workers.areas.replicate import copy_revisions
 from workers.couch import Couch, Doc
-from workers.devicesim import Device, DeviceError
 from workers.errors import FieldsyncError
 from workers.evaluator.tasks import task_id
 from workers.evaluator.templates import new_plan_from_template
@@ -83,7 +84,6 @@ from workers.plans import activation
 from workers.registry import build
 from workers.runner import Runner, RunStats
 from workers.settings import Settings
-from workers.synthetic import AreaSize, area_ids, operational_areas, structure, uid
 
 SEED = "bench-areas"
 ROLE = "spray_operator"

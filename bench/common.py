@@ -29,6 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from demo.synthetic import AreaSize, operational_areas, uid
 from workers import embedded, provision
 from workers.couch import Couch, Doc
 from workers.errors import NotFound
@@ -36,7 +37,6 @@ from workers.evaluator.templates import new_plan_from_template
 from workers.registry import build
 from workers.runner import Runner, RunStats
 from workers.settings import Settings
-from workers.synthetic import AreaSize, operational_areas, uid
 
 CHUNK = 500  # documents per _bulk_docs, as Couch.save_many writes them
 

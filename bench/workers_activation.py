@@ -1,6 +1,6 @@
 """Benchmark: the plan worker's activation of the Dynamic-FI plan against a real (embedded) server.
 
-Generates operational areas of ~500 structures (``workers.synthetic``: a family per residential structure and
+Generates operational areas of ~500 structures (``demo.synthetic``: a family per residential structure and
 its members), loads them, lets the plan worker digest the synced data (``Runner.run(until_idle=True)``), then
 sets the plan active and times the worker's activation (``Runner.run(until_idle=True)`` again). In the same
 run, the tasks the activation produced are copied (``_rev`` stripped) and written raw, with ``_bulk_docs`` of

@@ -1,11 +1,11 @@
 """Benchmark: simulated devices replicating events at once; latency from an event reaching the server to its
 follow-on tasks, against a real (embedded) server.
 
-Set-up: generated operational areas (``workers.synthetic``) and an active Dynamic-IRS plan over their district,
+Set-up: generated operational areas (``demo.synthetic``) and an active Dynamic-IRS plan over their district,
 activated beforehand (``Runner.run(until_idle=True)``). Then the plan worker runs continuously, as operators run
 it: a ``fieldsync work plans`` subprocess (default runner settings: polling with 0.1-1 s idle back-off).
 
-``--devices`` simulated devices (``workers.devicesim.Device``: one Node PouchDB process each, LevelDB on disk,
+``--devices`` simulated devices (``demo.devices.Device``: one Node PouchDB process each, LevelDB on disk,
 replicating through the CouchDB protocol) each record, offline, ``--events`` new residential structures with
 their ``Register_Structure`` event (the IRS "drop a point" walk-through); then all of them push at once (a
 barrier, one thread per device), ``--rounds`` times. At this stage devices replicate straight into the main
@@ -60,10 +60,10 @@ from bench.common import (
     spread,
     use_server_args,
 )
+from demo.devices import Device
+from demo.synthetic import area_ids, operational_areas, structure, uid
 from workers.couch import Couch, Doc
-from workers.devicesim import Device
 from workers.evaluator.templates import new_plan_from_template
-from workers.synthetic import area_ids, operational_areas, structure, uid
 
 SEED = "bench-devices"
 CODES = ("Register Structure", "IRS")

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
+from demo.devices import Device
 from workers import provision
 from workers.areas import assignments
 from workers.areas.index import MainIndex
 from workers.couch import Couch
-from workers.devicesim import Device
 from workers.evaluator.templates import new_plan_from_template
 from workers.registry import build
 from workers.runner import Runner

@@ -28,11 +28,11 @@ from areaworld import (
     world,
 )
 
+from demo.devices import Device, DeviceError
 from workers import provision
 from workers.areas import assignments
 from workers.areas.index import MainIndex
 from workers.couch import Couch
-from workers.devicesim import Device, DeviceError
 from workers.settings import Settings
 
 __all__ = ["world"]  # the fixture

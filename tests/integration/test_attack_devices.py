@@ -16,8 +16,8 @@ from typing import Any
 
 from areaworld import NORTH, SOUTH, Doc, assign, family, run_workers, structure, user_url, world
 
+from demo.devices import Device
 from workers.couch import Couch
-from workers.devicesim import Device
 from workers.settings import Settings
 
 __all__ = ["world"]  # the fixture

@@ -15,11 +15,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from demo.devices import Device
 from summarizer import job
 from validators.interaction import daily_doc_id
 from workers import provision
 from workers.couch import Couch
-from workers.devicesim import Device
 from workers.registry import build
 from workers.runner import Runner
 from workers.settings import Settings

@@ -5,11 +5,11 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from demo.devices import Device
 from workers import provision
 from workers.conflicts import resolver
 from workers.conflicts.resolver import ConflictResolver
 from workers.couch import Couch
-from workers.devicesim import Device
 from workers.runner import Runner
 from workers.settings import Settings
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
+from demo import report
 from validators.app_settings import AppSettings
 from workers import provision
 from workers.couch import Couch
-from workers.demo import report
 from workers.settings import Settings
 
 PREFIX = "tdemo"

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
+from demo.devices import Device
 from summarizer import job
 from summarizer.merge import merge_day
 from validators.interaction import daily_doc_id
 from workers import provision
 from workers.couch import Couch
-from workers.devicesim import Device
 from workers.settings import Settings
 
 T0 = 1_795_400_000_000  # 2026-11-23T..Z

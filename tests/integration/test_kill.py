@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from demo.synthetic import AreaSize, operational_areas, uid
 from workers import embedded, provision
 from workers.couch import Couch
 from workers.evaluator.engine import activate
@@ -20,7 +21,6 @@ from workers.evaluator.lookup import InMemoryLookup
 from workers.evaluator.templates import new_plan_from_template
 from workers.plans import activation
 from workers.settings import Settings
-from workers.synthetic import AreaSize, operational_areas, uid
 
 
 def _worker(env: dict[str, str], *args: str) -> subprocess.Popen[str]:

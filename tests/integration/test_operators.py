@@ -9,13 +9,13 @@ import threading
 import urllib.request
 from datetime import UTC, date, datetime
 
+from demo.synthetic import AreaSize, operational_areas, uid
 from workers.couch import Couch
 from workers.evaluator.templates import new_plan_from_template
 from workers.metrics import serve
 from workers.registry import build
 from workers.runner import Runner
 from workers.settings import Settings
-from workers.synthetic import AreaSize, operational_areas, uid
 
 
 def _parked(couch: Couch, settings: Settings) -> list[dict[str, object]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
+from demo.synthetic import AreaSize, operational_areas, uid
 from workers.couch import Couch
 from workers.evaluator.engine import activate
 from workers.evaluator.lookup import InMemoryLookup
@@ -13,7 +14,6 @@ from workers.plans import activation
 from workers.registry import build
 from workers.runner import Runner
 from workers.settings import Settings
-from workers.synthetic import AreaSize, operational_areas, uid
 
 
 def _run(couch: Couch, settings: Settings, workers: list[str] | None = None) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from workers import loader
 from workers.commands.common import Subparsers, couch, group, out
 from workers.errors import ConfigError
-from workers.plans.commands import set_status
+from workers.plans.plan_status import set_status
 from workers.settings import Settings
 
 

@@ -13,7 +13,7 @@ from workers.settings import Settings
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from workers.demo import report, scenario
+    from demo import report, scenario
 
     settings = settings.model_copy(update={"db_prefix": args.prefix})
     if args.use_couch_url:

@@ -44,7 +44,7 @@ def cmd_users_add(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
-    from workers import up
+    from workers.commands import up
 
     return up.run(settings, out)
 

@@ -13,7 +13,7 @@
    "Completed in another plan"). Devices also record task interactions, one user without the permission.
 4. The workers and the summarizer run until idle after each step; at the end, every device pulls again.
 
-The report (``workers.demo.report``) is read back from the databases, not counted along the way.
+The report (``demo.report``) is read back from the databases, not counted along the way.
 """
 
 from __future__ import annotations
@@ -27,19 +27,19 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from demo import forms
+from demo.devices import Device
+from demo.progressbar import Progress
+from demo.synthetic import AreaSize, area_ids, operational_areas, uid
 from summarizer import job as summarizer
 from workers import embedded, provision, registry
 from workers.areas import assignments
 from workers.areas.index import MainIndex
 from workers.couch import Couch, Doc
-from workers.demo import forms
-from workers.devicesim import Device
 from workers.errors import ConfigError
 from workers.evaluator.templates import new_plan_from_template
-from workers.progress import Progress
 from workers.runner import Runner
 from workers.settings import Settings
-from workers.synthetic import AreaSize, area_ids, operational_areas, uid
 
 SEED = "demo"
 DEMO_MARK = "fieldsyncDemo"  # on the demo's users: the prefix of the demo that made them
@@ -411,8 +411,8 @@ def converge(demo: Demo) -> None:
 
 def run(settings: Settings, size: DemoSize, say: Callable[[str], None], workdir: Path | None = None, *,
         users: DemoUsers | None = None) -> dict[str, Any]:
-    """The whole demo on ``settings``' server; returns the report (see :mod:`workers.demo.report`)."""
-    from workers.demo import report
+    """The whole demo on ``settings``' server; returns the report (see :mod:`demo.report`)."""
+    from demo import report
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="fieldsync-demo-devices-") as tmp:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from demo.synthetic import family, member, structure, uid
 from validators.interaction import daily_doc_id
-from workers.synthetic import family, member, structure, uid
 
 Doc = dict[str, Any]
 

@@ -1,1 +1,0 @@
-"""``fieldsync demo``: the product end to end on the embedded server."""
