@@ -32,7 +32,7 @@ from summarizer.merge import merge_day, parse_records
 from validators.app_settings import SETTINGS_ID, AppSettings
 from validators.interaction import InteractionLog
 from workers import provision
-from workers.audit import now_iso, stable_id, write_many_once
+from workers.audit import now_iso, parked_record, write_many_once
 from workers.couch import Couch, Doc
 from workers.errors import FieldsyncError
 from workers.logs import log_event
@@ -90,11 +90,8 @@ def _read(couch: Couch, db: str, date: str | None) -> tuple[list[Doc], list[Doc]
 
 
 def _park(couch: Couch, settings: Settings, db: str, bad: list[tuple[Any, Exception]]) -> int:
-    records = [{
-        "_id": stable_id("parked", "summarizer", db, str(doc.get("_id")), str(doc.get("_rev"))),
-        "kind": "parked", "worker": "summarizer", "db": db, "docId": doc.get("_id"), "rev": doc.get("_rev"),
-        "error": str(error), "doc": dict(doc), "createdAt": now_iso(),
-    } for doc, error in bad]
+    records = [parked_record("summarizer", db, {"id": doc.get("_id"), "doc": dict(doc)}, str(error), 1)
+               for doc, error in bad]
     return write_many_once(couch, settings.dbs.audit, records)
 
 

@@ -1,5 +1,6 @@
-"""The periodic jobs, on APScheduler 3: the interval merge pass (meta databases changed since the last pass),
-the nightly full pass, and plans' ``periodic`` triggers.
+"""The interaction merge jobs, on APScheduler 3: the interval pass (meta databases changed since the last pass)
+and the nightly full pass. (Plans' ``periodic`` triggers are run by the plan worker, next to its other rules:
+:mod:`workers.plans.periodic`.)
 
 Every job has ``coalesce=True`` (missed runs collapse into one) and ``max_instances=1`` (a slow pass is never
 run twice at once). Each pass logs one line (users, records, documents written, ms).
@@ -31,25 +32,6 @@ def _guarded(name: str, settings: Settings, full: bool) -> None:
         log_event(log, "pass failed", logging.ERROR, job=name, error=str(exc))
 
 
-def periodic_plans(settings: Settings, window: timedelta) -> None:
-    """Run the ``periodic`` triggers of every active plan that are due now."""
-    from workers.evaluator.engine import periodic
-    from workers.plans.couch_lookup import CouchLookup
-
-    couch = Couch.from_settings(settings)
-    try:
-        lookup = CouchLookup(couch, settings.dbs.main)
-        now = datetime.now(UTC)
-        written = 0
-        for plan in lookup.active_plans():
-            outcome = periodic(plan, lookup, now, window=window)
-            if outcome.tasks:
-                written += len(couch.save_many(settings.dbs.main, [dict(t) for t in outcome.tasks]).ok)
-        log_event(log, "periodic plans", tasks=written)
-    except FieldsyncError as exc:
-        log_event(log, "periodic plans failed", logging.ERROR, error=str(exc))
-
-
 def build(settings: Settings) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1,
                                                                  "misfire_grace_time": 300})
@@ -58,8 +40,6 @@ def build(settings: Settings) -> BackgroundScheduler:
                       args=["merge-interval", settings, False], next_run_time=datetime.now(UTC))
     scheduler.add_job(_guarded, CronTrigger(hour=settings.nightly_hour, minute=0, timezone=UTC), id="merge-nightly",
                       args=["merge-nightly", settings, True])
-    scheduler.add_job(periodic_plans, IntervalTrigger(minutes=15), id="periodic-plans",
-                      args=[settings, timedelta(minutes=15)], next_run_time=datetime.now(UTC))
     return scheduler
 
 

@@ -24,7 +24,7 @@ def _plans(couch: Couch, settings: Settings) -> Built:
     from workers.plans.worker import PlanWorker
 
     worker = PlanWorker(couch, settings)
-    return Built([worker], [worker.activation_chore])
+    return Built([worker], [worker.activation_chore, worker.periodic_chore])
 
 
 def _conflicts(couch: Couch, settings: Settings) -> Built:

@@ -3,7 +3,8 @@ events and offline registrations produce follow-on tasks."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from demo.synthetic import AreaSize, operational_areas, uid
 from workers.couch import Couch
@@ -62,3 +63,53 @@ def test_activation_writes_what_the_pure_evaluator_decides(couch: Couch, initial
     revs = {k: v["_rev"] for k, v in stored.items()}
     _run(couch, s)
     assert {k: v["_rev"] for k, v in _tasks(couch, s).items()} == revs
+
+
+def _cancel_ready_tasks_daily_at(plan: dict[str, Any], time_of_day: str) -> dict[str, Any]:
+    """The plan with a periodic update action: every Ready task of the plan Cancelled, daily at ``time_of_day``."""
+    action = {
+        "identifier": "periodic-close", "code": "Close Ready Tasks", "type": "update",
+        "subjectCodableConcept": {"text": "Task"},
+        "trigger": [{"type": "periodic", "timingTiming": {"repeat": {"frequency": 1, "periodUnit": "d",
+                                                                     "timeOfDay": [time_of_day]}}}],
+        "condition": [{"kind": "applicability", "expression": {"expression": "Task.status.value = 'ready'"}}],
+        "dynamicValue": [{"path": "status", "expression": {"expression": "'Cancelled'"}},
+                         {"path": "businessStatus", "expression": {"expression": "'Not Eligible'"}}],
+    }
+    actions = [a for a in plan["action"] if a["identifier"] != "periodic-close"]  # type: ignore[index]
+    return {**plan, "action": [*actions, action]}
+
+
+def test_a_periodic_cancellation_is_written_and_audited_once(couch: Couch, initialised: Settings) -> None:
+    s = initialised
+    docs = list(operational_areas("periodic", AreaSize(areas=1, structures_per_area=4)))
+    couch.save_many(s.dbs.main, [dict(d) for d in docs])
+    now = datetime.now(UTC)
+    # activated with its periodic action twelve hours away: the activation's tasks stay Ready
+    plan = _cancel_ready_tasks_daily_at(_fi_plan(uid("periodic", "district")),
+                                        (now + timedelta(hours=12)).strftime("%H:%M:00"))
+    couch.put(s.dbs.main, {**plan, "status": "active"})
+    _run(couch, s)
+    made = _tasks(couch, s)
+    assert made and {t["status"] for t in made.values()} == {"Ready"}
+
+    # the time of day is now: the plan worker's periodic run cancels them, each one audited
+    plan = couch.get(s.dbs.main, str(plan["_id"])) or {}
+    couch.put(s.dbs.main, _cancel_ready_tasks_daily_at(plan, datetime.now(UTC).strftime("%H:%M:00")))
+    _run(couch, s)
+    tasks = _tasks(couch, s)
+    assert set(tasks) == set(made)
+    assert {(t["status"], t["businessStatus"]) for t in tasks.values()} == {("Cancelled", "Not Eligible")}
+    rows = couch.view(s.dbs.audit, "audit", "by_kind", reduce=False, include_docs=True,
+                      startkey=["cancellation"], endkey=["cancellation", {}])
+    audited = {row["doc"]["docId"]: row["doc"] for row in rows}
+    assert set(audited) == set(made)
+    for record in audited.values():
+        assert record["rule"] == "periodic" and record["byAction"] == "periodic-close"
+        assert record["cause"]["id"] == plan["_id"] and record["reason"] == "Not Eligible"
+
+    # a second worker at the same time of day finds nothing left to do
+    _run(couch, s)
+    assert _tasks(couch, s) == tasks
+    assert len(couch.view(s.dbs.audit, "audit", "by_kind", reduce=False, startkey=["cancellation"],
+                          endkey=["cancellation", {}])) == len(audited)

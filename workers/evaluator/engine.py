@@ -464,18 +464,9 @@ class Evaluator:
             new.setdefault("statusReason", changes["businessStatus"])
         self.outcome.write(new)
         if new.get("status") == T.CANCELLED and task.get("status") != T.CANCELLED:
-            self.outcome.audit.append({
-                "type": "task-cancellation",
-                "task": new["identifier"],
-                "taskPlan": new.get("planIdentifier"),
-                "entity": new.get("for"),
-                "code": new.get("code"),
-                "reason": new.get("businessStatus"),
-                "byPlan": plan.identifier,
-                "byAction": action.identifier,
-                "event": (event or {}).get("formSubmissionId") or (event or {}).get("_id"),
-                "at": T.iso(self.now),
-            })
+            self.outcome.audit.append(T.cancellation(
+                new, new.get("businessStatus"), self.now, byPlan=plan.identifier, byAction=action.identifier,
+                event=(event or {}).get("formSubmissionId") or (event or {}).get("_id")))
         other = task.get("planIdentifier")
         if (resource_type(action.subject) == GLOBAL_TASK and isinstance(other, str)
                 and other != plan.identifier and other not in self._reevaluating):

@@ -142,18 +142,9 @@ def cross_plan_cancel(event: Doc, lookup: Lookup, now: datetime, *, owner: str =
             "businessStatus": T.COMPLETED_IN_ANOTHER_PLAN,
             "statusReason": T.COMPLETED_IN_ANOTHER_PLAN,
         }, now))
-        outcome.audit.append({
-            "type": "task-cancellation",
-            "task": task["identifier"],
-            "taskPlan": plan_id,
-            "entity": entity,
-            "code": code,
-            "reason": T.COMPLETED_IN_ANOTHER_PLAN,
-            "byPlan": own_plan,
-            "event": event.get("formSubmissionId") or event.get("_id"),
-            "eventType": event.get("eventType"),
-            "at": T.iso(now),
-        })
+        outcome.audit.append(T.cancellation(
+            task, T.COMPLETED_IN_ANOTHER_PLAN, now, byPlan=own_plan,
+            event=event.get("formSubmissionId") or event.get("_id"), eventType=event.get("eventType")))
         if all(p["identifier"] != plan_id for p in affected):
             affected.append(plan)
     for plan in affected:

@@ -26,6 +26,7 @@ COMPLETED = "Completed"
 CANCELLED = "Cancelled"
 ARCHIVED = "Archived"
 COMPLETED_IN_ANOTHER_PLAN = "Completed in another plan"
+CANCELLATION = "task-cancellation"  # the type of the record of a cancelled task
 
 # OpenSRP's Task.TaskStatus, as its JSON spells them
 _STATUS = {
@@ -197,6 +198,14 @@ def completed_task(
         "owner": owner,
         "requester": owner,
     }
+
+
+def cancellation(task: Doc, reason: Any, now: datetime, **cause: Any) -> Doc:
+    """The record of a task an evaluation cancels, for the audit database (the plan worker adds the id, the
+    database and the change that caused it): the task, its plan, entity and code, the reason, and what
+    cancelled it (``cause``: ``byPlan``, ``byAction``, ``event``, ``location``...)."""
+    return {"type": CANCELLATION, "task": task["identifier"], "taskPlan": task.get("planIdentifier"),
+            "entity": task.get("for"), "code": task.get("code"), "reason": reason, **cause, "at": iso(now)}
 
 
 def updated(task: Doc, changes: dict[str, Any], now: datetime) -> Doc:

@@ -8,11 +8,11 @@ filter and an action, feeding the pure evaluator and writing what it decides.
 | task-state-change | a task changes (not by this worker) | its plan evaluated again for its entity |
 | entity-registered | a structure or client arrives or changes | active plans of its area evaluated for it |
 | location-archived | a location becomes inactive | its open tasks cancelled, audited |
+| periodic | a plan's ``periodic`` trigger is due (a chore, every 15 minutes) | the plan's periodic actions |
 
 Each change is evaluated with a lookup that sees the writes of the changes before it in the batch.
-Writes are idempotent: new tasks have deterministic ids (a second creation is a 409, ignored), updates carry
-the revision they were computed from (a 409 means the task changed meanwhile: the change is retried with
-fresh reads, then parked).
+Every outcome is written by :func:`workers.plans.outcomes.write_outcome`: idempotent (deterministic ids), a
+raced update is a conflict (the change is retried with fresh reads, then parked; a periodic run tries again).
 """
 
 from __future__ import annotations
@@ -21,22 +21,23 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from validators.opensrp import parse_document
-from workers.audit import now_iso, stable_id, write_many_once
 from workers.couch import Couch, Doc
-from workers.errors import Conflict
+from workers.errors import Conflict, ServerUnreachable
 from workers.evaluator import flows
 from workers.evaluator import tasks as T
-from workers.evaluator.engine import Outcome, evaluate_entity
+from workers.evaluator.engine import PERIODIC, Outcome, evaluate_entity, periodic
 from workers.evaluator.fhirpath import PathEngine
 from workers.evaluator.lookup import is_jurisdiction, parent_id, residence
 from workers.follower import OwnWrites
 from workers.logs import log_event
 from workers.plans import activation
+from workers.plans.outcomes import write_outcome
+from workers.plans.periodic import PeriodicClock
 from workers.readmodel.feed import ReadModel
 from workers.readmodel.lookup import IndexLookup
 from workers.settings import Settings
@@ -72,6 +73,7 @@ class PlanWorker:
         # the local read model every decision reads (no view query on the hot path): see workers.readmodel
         self.model = ReadModel(couch, self.db, readmodel_path(settings))
         self._scanned = False
+        self.periodic_clock = PeriodicClock()
         self.rules: tuple[Rule, ...] = (
             Rule("plan-activation", lambda d: d.get("type") == "Plan", self._on_plan),
             Rule("event-submission", lambda d: d.get("type") == "Event", self._on_event),
@@ -112,41 +114,9 @@ class PlanWorker:
         return written
 
     def _write(self, db: str, cause: Doc, rule: str, outcome: Outcome, lookup: IndexLookup) -> int:
-        tasks = outcome.tasks
-        if not tasks and not outcome.audit:
-            return 0
-        records = [self._audit_record(db, cause, rule, record) for record in outcome.audit]
-        write_many_once(self.couch, self.settings.dbs.audit, records)
-        result = self.couch.save_many(db, [dict(t) for t in tasks])
-        self.own_writes.add_results(result.ok)
-        raced_updates = [tid for tid in result.conflicts if any(t["_id"] == tid and t.get("_rev") for t in tasks)]
-        if raced_updates:
-            raise Conflict(f"tasks changed while {cause.get('_id')} was evaluated: {', '.join(raced_updates)}")
-        if result.errors:
-            raise Conflict(f"tasks not written for {cause.get('_id')}: {result.errors}")
-        by_id = {t["_id"]: t for t in tasks}
-        stored = []
-        for res in result.ok:
-            doc = dict(by_id[res["id"]])
-            doc["_rev"] = res["rev"]
-            stored.append(doc)
+        stored = write_outcome(self.couch, db, self.settings.dbs.audit, self.own_writes, cause, rule, outcome)
         lookup.remember(stored)
-        log_event(log, "evaluated", db=db, doc_id=cause.get("_id"), rule=rule, tasks=len(result.ok),
-                  existing=len(result.conflicts), audit=len(records))
-        return len(result.ok)
-
-    def _audit_record(self, db: str, cause: Doc, rule: str, record: Doc) -> Doc:
-        kind = "cancellation" if record.get("type") == "task-cancellation" else str(record.get("type", rule))
-        return {
-            **record,
-            "_id": stable_id(kind, db, str(record.get("task")), str(cause.get("_id")), str(cause.get("_rev"))),
-            "kind": kind,
-            "db": db,
-            "docId": record.get("task"),
-            "rule": rule,
-            "cause": {"id": cause.get("_id"), "rev": cause.get("_rev"), "type": cause.get("type")},
-            "createdAt": now_iso(),
-        }
+        return len(stored)
 
     # ------------------------------------------------------------------------------------------ rules
 
@@ -204,10 +174,7 @@ class PlanWorker:
                     continue
                 outcome.write(T.updated(task, {"status": T.CANCELLED, "businessStatus": "Not Eligible",
                                                "statusReason": "Location archived"}, now))
-                outcome.audit.append({"type": "task-cancellation", "task": task["identifier"],
-                                      "taskPlan": task.get("planIdentifier"), "entity": task.get("for"),
-                                      "code": task.get("code"), "reason": "Location archived",
-                                      "location": location["_id"], "at": T.iso(now)})
+                outcome.audit.append(T.cancellation(task, "Location archived", now, location=location["_id"]))
         return outcome
 
     # ------------------------------------------------------------------------------------------ activation
@@ -240,6 +207,45 @@ class PlanWorker:
                 continue
             del self._activations[plan_id]
         return busy
+
+
+    # ------------------------------------------------------------------------------------------ periodic
+
+    def periodic_chore(self) -> bool:
+        """Run the plans' periodic triggers when due (see :mod:`workers.plans.periodic`); the first share only
+        when the worker runs in shares. True when it wrote something."""
+        now = datetime.now(UTC)
+        window = self.periodic_clock.window(now)
+        if window is None or self.settings.shard[0] != 0 or self.couch.db_info(self.db) is None:
+            return False
+        written = self.run_periodic(now, window)
+        self.periodic_clock.ran(now)
+        return written > 0
+
+    def run_periodic(self, now: datetime, window: timedelta) -> int:
+        """Every active plan's periodic actions due within ``window`` before ``now``, written like any outcome
+        (audited; a raced update evaluated again with fresh reads). A plan that fails is logged and left to
+        the next run; the others go on."""
+        written = 0
+        self.model.catch_up()
+        for plan in IndexLookup(self.model).active_plans():
+            for attempt in range(1, self.settings.change_attempts + 1):
+                lookup = IndexLookup(self.model)
+                try:
+                    outcome = periodic(plan, lookup, now, window=window, paths=self.paths)
+                    written += self._write(self.db, plan, PERIODIC, outcome, lookup)
+                    break
+                except ServerUnreachable:
+                    raise
+                except Conflict as exc:
+                    if attempt == self.settings.change_attempts:
+                        log_event(log, "periodic plan failed", logging.ERROR, plan=plan.get("_id"), error=str(exc))
+                    self.model.catch_up()
+                except Exception as exc:  # a plan the evaluator cannot read (the feed parked it): the others go on
+                    log_event(log, "periodic plan failed", logging.ERROR, plan=plan.get("_id"), error=str(exc))
+                    break
+        log_event(log, "periodic plans", tasks=written, window_s=int(window.total_seconds()))
+        return written
 
 
 def readmodel_path(settings: Settings) -> Path:
