@@ -27,7 +27,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from demo import forms
+from demo import forms, report
 from demo.devices import Device
 from demo.progressbar import Progress
 from demo.synthetic import AreaSize, area_ids, operational_areas, uid
@@ -412,8 +412,6 @@ def converge(demo: Demo) -> None:
 def run(settings: Settings, size: DemoSize, say: Callable[[str], None], workdir: Path | None = None, *,
         users: DemoUsers | None = None) -> dict[str, Any]:
     """The whole demo on ``settings``' server; returns the report (see :mod:`demo.report`)."""
-    from demo import report
-
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="fieldsync-demo-devices-") as tmp:
         demo = Demo(settings, Couch.from_settings(settings), size, workdir or Path(tmp), say, users or DemoUsers())

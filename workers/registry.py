@@ -6,10 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from workers.areas.sync import AreaSync
 from workers.conflicts.resolver import ConflictResolver
 from workers.couch import Couch
 from workers.errors import ConfigError
 from workers.follower import Handler
+from workers.plans.worker import PlanWorker
 from workers.runner import Chore
 from workers.settings import Settings
 
@@ -21,8 +23,6 @@ class Built:
 
 
 def _plans(couch: Couch, settings: Settings) -> Built:
-    from workers.plans.worker import PlanWorker
-
     worker = PlanWorker(couch, settings)
     return Built([worker], [worker.activation_chore, worker.periodic_chore])
 
@@ -32,8 +32,6 @@ def _conflicts(couch: Couch, settings: Settings) -> Built:
 
 
 def _sync(couch: Couch, settings: Settings) -> Built:
-    from workers.areas.sync import AreaSync
-
     return Built([AreaSync(couch, settings)], [])
 
 

@@ -1,12 +1,18 @@
-"""What ``fieldsync status`` shows: each worker's position and lag per database, errors, parked documents."""
+"""What ``fieldsync status`` shows of the workers: each worker's position and lag per database, errors, parked
+documents, activations, the areas and the read model (the command line adds the interaction merges' status)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
+from workers.areas.assignments import known_areas
 from workers.couch import Couch
 from workers.errors import FieldsyncError
+from workers.follower import Follower
+from workers.plans.activation import progress_of
+from workers.plans.worker import readmodel_path
+from workers.readmodel.store import Store
 from workers.registry import WORKERS, build
 from workers.settings import Settings
 
@@ -25,8 +31,6 @@ class FeedStatus:
 
 
 def feeds(couch: Couch, settings: Settings) -> list[FeedStatus]:
-    from workers.follower import Follower
-
     handlers = build(list(WORKERS), couch, settings).handlers
     rows: list[FeedStatus] = []
     for db in sorted(couch.all_dbs()):
@@ -52,8 +56,6 @@ def audit_counts(couch: Couch, settings: Settings) -> dict[str, int]:
 
 
 def activations(couch: Couch, settings: Settings) -> list[dict[str, Any]]:
-    from workers.plans.activation import progress_of
-
     out = []
     for p in progress_of(couch, settings.dbs.main):
         out.append({"plan": p.get("plan"), "state": p.get("state"), "done": p.get("jurisdictionsDone"),
@@ -65,8 +67,6 @@ def activations(couch: Couch, settings: Settings) -> list[dict[str, Any]]:
 
 def areas(couch: Couch, settings: Settings, rows: list[FeedStatus]) -> list[dict[str, Any]]:
     """Each area database: its size, who syncs it, and the sync lag both ways (changes not yet copied)."""
-    from workers.areas.assignments import known_areas
-
     lag = {f.db: f.pending for f in rows if f.worker == "sync"}
     to_areas = lag.get(settings.dbs.main, 0)
     out = []
@@ -83,9 +83,6 @@ def areas(couch: Couch, settings: Settings, rows: list[FeedStatus]) -> list[dict
 def readmodel(couch: Couch, settings: Settings) -> dict[str, Any] | None:
     """The plan worker's read model: where it is, its size, and how many changes of the main database it has
     yet to read (counted up to 10,000)."""
-    from workers.plans.worker import readmodel_path
-    from workers.readmodel.store import Store
-
     found = Store.peek(readmodel_path(settings))
     if found is None:
         return None
@@ -97,8 +94,6 @@ def readmodel(couch: Couch, settings: Settings) -> dict[str, Any] | None:
 
 
 def collect(couch: Couch, settings: Settings) -> dict[str, Any]:
-    from summarizer.job import status as summarizer_status
-
     feed_rows = feeds(couch, settings)
     return {
         "server": settings.couch_url,
@@ -106,6 +101,5 @@ def collect(couch: Couch, settings: Settings) -> dict[str, Any]:
         "areas": areas(couch, settings, feed_rows),
         "activations": activations(couch, settings),
         "readModel": readmodel(couch, settings),
-        "interactions": summarizer_status(couch, settings),
         "audit": audit_counts(couch, settings),
     }

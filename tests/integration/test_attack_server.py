@@ -13,6 +13,7 @@ import base64
 import json
 import os
 import re
+import socket
 import stat
 import time
 import urllib.error
@@ -444,8 +445,6 @@ def _assert_private(data_dir: Path) -> None:
 
 
 def _free_port() -> int:
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])

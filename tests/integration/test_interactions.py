@@ -15,7 +15,7 @@ import pytest
 from demo.devices import Device
 from summarizer import job
 from summarizer.merge import merge_day
-from validators.interaction import daily_doc_id
+from validators.interaction import daily_doc_id, validate_record
 from workers import provision
 from workers.couch import Couch
 from workers.settings import Settings
@@ -179,8 +179,6 @@ def test_a_crash_between_writing_and_deleting_changes_nothing(couch: Couch, trac
     for doc in records:
         couch.put(s.dbs.user_meta("greg"), dict(doc))
     # the pass died after writing the daily documents and before removing the records: do exactly that
-    from validators.interaction import validate_record
-
     job._write_day(couch, s, "greg", DAY, [validate_record(d, expected_user="greg") for d in records], 500)
     assert len(_left(couch, s, "greg")) == 2
     job.run_pass(couch, s)

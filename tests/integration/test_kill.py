@@ -15,6 +15,9 @@ from typing import Any
 
 from demo.synthetic import AreaSize, operational_areas, uid
 from workers import embedded, provision
+from workers.areas.assignments import known_areas
+from workers.areas.index import MainIndex
+from workers.areas.routing import areas_of, chain
 from workers.couch import Couch
 from workers.evaluator.engine import activate
 from workers.evaluator.lookup import InMemoryLookup
@@ -157,9 +160,6 @@ def test_kill_9_mid_area_sync_then_restart_fills_every_area_exactly(
 ) -> None:
     """The sync worker killed while it copies the main database into the area databases: restarted, every
     area holds exactly what routing says, with the main database's revisions."""
-    from workers.areas.assignments import known_areas
-    from workers.areas.routing import areas_of, chain
-
     s = initialised
     size = AreaSize(areas=4, structures_per_area=300)
     _docs, plan = _seed(couch, s, "killsync", size)
@@ -179,8 +179,6 @@ def test_kill_9_mid_area_sync_then_restart_fills_every_area_exactly(
     again = subprocess.run([sys.executable, "-m", "workers.cli", "work", "sync", "--until-idle"], env=cli_env,
                            capture_output=True, text=True, timeout=900, check=False)
     assert again.returncode == 0, again.stderr[-2000:]
-
-    from workers.areas.index import MainIndex
 
     index = MainIndex(couch, s.dbs.main)
     main_docs = {r["id"]: r["doc"] for r in couch.all_docs(s.dbs.main, include_docs=True)

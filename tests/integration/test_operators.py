@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -71,8 +72,6 @@ def test_malformed_documents_are_parked_and_the_next_ones_processed(couch: Couch
 
 
 def test_metrics_endpoint_serves_the_runner_figures(couch: Couch, initialised: Settings) -> None:
-    import socket
-
     s = initialised
     couch.save_many(s.dbs.main, [dict(d) for d in operational_areas("met", AreaSize(areas=1, structures_per_area=3))])
     built = build(["plans", "conflicts"], couch, s)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 
@@ -116,8 +117,6 @@ def test_wrong_password_is_one_line_and_exit_2(cli_env: dict[str, str], settings
 
 
 def test_unreachable_server_is_one_line_and_exit_2(cli_env: dict[str, str]) -> None:
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

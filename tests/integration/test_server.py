@@ -6,6 +6,8 @@ import os
 import socket
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -116,9 +118,6 @@ def test_server_binds_loopback_only(base_settings: Settings) -> None:
 
 def test_fauxton_is_served_and_data_still_needs_a_login(initialised: Settings, server_kind: str) -> None:
     base_settings = initialised
-    import urllib.error
-    import urllib.request
-
     if server_kind == "couchdb":
         try:
             urllib.request.urlopen(f"{base_settings.couch_url}/_utils/", timeout=30).close()

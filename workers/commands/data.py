@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from workers import loader
 from workers.commands.common import Subparsers, couch, group, out
 from workers.errors import ConfigError
+from workers.evaluator.templates import new_plan_from_template, template_names
 from workers.plans.plan_status import set_status
 from workers.settings import Settings
 
@@ -30,10 +32,6 @@ def cmd_plans_activate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_plans_new(args: argparse.Namespace, settings: Settings) -> int:
-    from datetime import UTC, date, datetime, timedelta
-
-    from workers.evaluator.templates import new_plan_from_template, template_names
-
     if args.template not in template_names():
         raise ConfigError(f"unknown template {args.template!r}: choose from {', '.join(template_names())}")
     try:

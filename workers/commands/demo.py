@@ -6,15 +6,15 @@ import argparse
 import json
 import sys
 
+from demo import report, scenario
 from workers import embedded
 from workers.commands.common import Subparsers, couch, group, out
 from workers.errors import EmbeddedServerError
+from workers.mapexport import structures_geojson
 from workers.settings import Settings
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from demo import report, scenario
-
     settings = settings.model_copy(update={"db_prefix": args.prefix})
     if args.use_couch_url:
         settings = scenario.use_server(settings, out)
@@ -44,8 +44,6 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_export_map(args: argparse.Namespace, settings: Settings) -> int:
-    from workers.mapexport import structures_geojson
-
     collection = structures_geojson(couch(settings), settings, args.plan)
     json.dump(collection, sys.stdout, indent=None if args.compact else 1)
     sys.stdout.write("\n")

@@ -7,6 +7,7 @@ import json
 import signal
 import threading
 
+from summarizer import job
 from workers import metrics, registry, status
 from workers.commands.common import Subparsers, couch, group, out
 from workers.conflicts import resolver
@@ -34,7 +35,8 @@ def cmd_work(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    data = status.collect(couch(settings), settings)
+    client = couch(settings)
+    data = {**status.collect(client, settings), "interactions": job.status(client, settings)}
     if args.json:
         out(json.dumps(data, indent=2, default=str))
         return 0

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from workers import embedded, provision
+from workers.commands import up
 from workers.commands.common import Subparsers, couch, group, out
 from workers.settings import Settings
 
@@ -44,8 +45,6 @@ def cmd_users_add(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
-    from workers.commands import up
-
     return up.run(settings, out)
 
 

@@ -12,9 +12,11 @@ import threading
 from collections.abc import Callable
 from types import FrameType
 
-from workers import embedded, provision
+from summarizer import scheduler
+from workers import embedded, provision, registry
 from workers.couch import Couch
 from workers.logs import log_event
+from workers.runner import Runner
 from workers.settings import Settings
 
 log = logging.getLogger("fieldsync.up")
@@ -24,17 +26,12 @@ Service = Callable[[Settings, threading.Event], None]
 
 
 def run_workers(settings: Settings, stop: threading.Event) -> None:
-    from workers import registry
-    from workers.runner import Runner
-
     client = Couch.from_settings(settings)
     built = registry.build(None, client, settings)
     Runner(client, settings, built.handlers, chores=built.chores).run(stop)
 
 
 def run_scheduler(settings: Settings, stop: threading.Event) -> None:
-    from summarizer import scheduler
-
     scheduler.run(settings, stop)
 
 

@@ -12,6 +12,7 @@ from evaluator_helpers import NOW, family, jurisdiction, member, structure
 from validators.opensrp import Action, Plan
 from workers.evaluator import tasks as T
 from workers.evaluator.engine import activate, activation_batches
+from workers.evaluator.fhir import SharedParts, client_to_patient
 from workers.evaluator.fhirpath import PathEngine
 from workers.evaluator.lookup import InMemoryLookup
 from workers.evaluator.templates import new_plan_from_template
@@ -89,8 +90,6 @@ def test_activation_decisions_do_not_depend_on_the_engine() -> None:
 
 
 def test_shared_parts_give_the_same_patients() -> None:
-    from workers.evaluator.fhir import SharedParts, client_to_patient
-
     rng = random.Random(3)
     shared = SharedParts()
     values: list[object] = [None, "", "  ", "A", 0, 1, True, "x y"]
