@@ -19,182 +19,28 @@ exists already is never rewritten by a create action.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any
 
 from validators.opensrp import Action, Plan
 from workers.evaluator import tasks as T
-from workers.evaluator.fhir import (
-    SharedParts,
-    client_to_patient,
-    event_to_questionnaire_response,
-    location_to_fhir,
-    task_to_fhir,
-)
+from workers.evaluator.actions import EVENT_SUBMISSION, PERIODIC, PLAN_ACTIVATION, ActionTable
+from workers.evaluator.conditions import Conditions, Pass
+from workers.evaluator.fhir import event_to_questionnaire_response
 from workers.evaluator.fhirpath import PathEngine
 from workers.evaluator.lookup import Lookup, is_family, is_jurisdiction, residence
+from workers.evaluator.outcome import Outcome, Overlay
+from workers.evaluator.subjects import SCOPE_KINDS, Subject, SubjectKind, Subjects
 from workers.evaluator.tree import Scope, jurisdictions, scope
 
 Doc = dict[str, Any]
 
-PLAN_ACTIVATION = "plan-activation"
-EVENT_SUBMISSION = "event-submission"
-PERIODIC = "periodic"
-
-JURISDICTION = "jurisdiction"
-LOCATION = "location"
-FAMILY = "family"
-PERSON = "person"
-TASK = "task"
-GLOBAL_TASK = "global.task"
-JURISDICTIONAL_TASK = "jurisdictional.task"
-QUESTIONNAIRE_RESPONSE = "questionnaireresponse"
-
-
-def resource_type(text: str | None) -> str | None:
-    return text.strip().lower() if isinstance(text, str) and text.strip() else None
-
-
-# --- outcome ----------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Outcome:
-    """What an evaluation decided: task documents to write (one per ``_id``, latest wins), audit records,
-    the plans evaluated (plan, trigger, jurisdiction) and how many conditions were evaluated."""
-
-    task_writes: dict[str, Doc] = field(default_factory=dict)
-    audit: list[Doc] = field(default_factory=list)
-    evaluated: list[tuple[str, str, str]] = field(default_factory=list)
-    condition_evaluations: int = 0
-    _by_entity: dict[str, list[str]] = field(default_factory=dict, repr=False)
-
-    @property
-    def tasks(self) -> list[Doc]:
-        return list(self.task_writes.values())
-
-    def write(self, task: Doc) -> None:
-        old = self.task_writes.pop(task["_id"], None)
-        if old is not None and old.get("for") in self._by_entity:
-            self._by_entity[old["for"]].remove(task["_id"])
-        self.task_writes[task["_id"]] = task
-        if task.get("for"):
-            self._by_entity.setdefault(task["for"], []).append(task["_id"])
-
-    def pending_for(self, entity_id: str) -> list[Doc]:
-        """Tasks written in this outcome whose ``for`` is the entity."""
-        return [self.task_writes[i] for i in self._by_entity.get(entity_id, [])]
-
-    def merge(self, other: Outcome) -> None:
-        for task in other.tasks:
-            self.write(task)
-        self.audit.extend(other.audit)
-        self.evaluated.extend(other.evaluated)
-        self.condition_evaluations += other.condition_evaluations
-
-
-class Overlay:
-    """The lookup as it will be once the pending task writes are applied."""
-
-    def __init__(self, base: Lookup, outcome: Outcome) -> None:
-        self.base = base
-        self.outcome = outcome
-
-    def task(self, identifier: str) -> Doc | None:
-        return self.outcome.task_writes.get(identifier) or self.base.task(identifier)
-
-    def _merge(self, found: list[Doc], keep: Any) -> list[Doc]:
-        pending = self.outcome.task_writes
-        out = [pending.get(t["identifier"], t) for t in found]
-        known = {t["identifier"] for t in found}
-        out.extend(t for i, t in pending.items() if i not in known and keep(t))
-        return out
-
-    def tasks_for(self, entity_id: str) -> list[Doc]:
-        found = self.base.tasks_for(entity_id)
-        pending = self.outcome.pending_for(entity_id)
-        if not found:
-            return pending
-        writes = self.outcome.task_writes
-        if not writes:
-            return found
-        out = [writes.get(t["identifier"], t) for t in found]
-        known = {t["identifier"] for t in found}
-        out.extend(t for t in pending if t["identifier"] not in known)
-        return out
-
-    def tasks_in(self, jurisdiction_id: str, plan_id: str | None) -> list[Doc]:
-        return self._merge(
-            self.base.tasks_in(jurisdiction_id, plan_id),
-            lambda t: t.get("groupIdentifier") == jurisdiction_id
-            and (plan_id is None or t.get("planIdentifier") == plan_id),
-        )
-
-
-@dataclass
-class Subject:
-    entity_id: str
-    resource: Doc
-    doc: Doc
-
-
-@dataclass(frozen=True)
-class _Condition:
-    """A condition as evaluation reads it: ``reference`` lower-cased (None when absent), ``concept`` the
-    subject concept's text and ``key`` its resource type."""
-
-    expression: str
-    reference: str | None
-    concept: str | None
-    key: str
-
-
-class _ActionTable:
-    """What evaluating one action of a plan reads of the models, extracted once per evaluator (the hot loops
-    never touch a pydantic model)."""
-
-    __slots__ = ("action", "conditions", "creating_changes", "is_update", "kind", "label", "new_task",
-                 "on_activation", "on_periodic")
-
-    def __init__(self, plan: Plan, action: Action, now: datetime, owner: str) -> None:
-        self.action = action
-        self.kind = resource_type(action.subject)
-        self.label = f"{action.identifier}/{action.code}"
-        self.is_update = action.is_update
-        self.on_activation = any(t.name == PLAN_ACTIVATION for t in action.trigger)
-        self.on_periodic = any(t.type == PERIODIC for t in action.trigger)
-        conditions: list[_Condition] = []
-        for condition in action.condition:
-            expression = condition.expression
-            if expression is None or not expression.expression:
-                continue
-            reference = expression.reference.strip().lower() if expression.reference else None
-            concept = expression.subjectCodableConcept.text if expression.subjectCodableConcept else None
-            conditions.append(_Condition(expression.expression, reference, concept or None,
-                                         resource_type(concept) or ""))
-        self.conditions = tuple(conditions)
-        self.new_task = T.NewTasks(action, plan.identifier, now, owner)
-        # a create's dynamic values, when they evaluate nothing: the same for every entity
-        self.creating_changes: dict[str, Any] | None = None
-        if not T.evaluates_on_create(action):
-            self.creating_changes = T.dynamic_changes(action, None, {}, now.date(), creating=True)
-
-
-# kinds of subjects read from the jurisdiction's scope only (the same for every action of an evaluation)
-_SCOPE_KINDS = {JURISDICTION, LOCATION, FAMILY, PERSON}
-
-
-class _Pass:
-    """Per ``evaluate`` call: subjects by kind, families preloaded per structure, condition targets with
-    their related resources contained (shared by the actions of the call)."""
-
-    __slots__ = ("contained", "preloaded", "subjects")
-
-    def __init__(self) -> None:
-        self.subjects: dict[str, list[Subject]] = {}
-        self.preloaded: dict[str, dict[str, list[Doc]] | None] = {}
-        self.contained: dict[tuple[str, str], Doc] = {}
+# the trigger names are the evaluator's vocabulary: callers name them from here
+__all__ = [
+    "EVENT_SUBMISSION", "PERIODIC", "PLAN_ACTIVATION", "Batch", "Evaluator", "activate", "activation_batches",
+    "evaluate_entity", "evaluate_event", "event_jurisdiction", "periodic", "periodic_due",
+]
 
 
 # --- the evaluator ----------------------------------------------------------------------------------------
@@ -221,15 +67,15 @@ class Evaluator:
         self.outcome = outcome if outcome is not None else Outcome()
         self.view = Overlay(lookup, self.outcome)
         self.record = record
-        self._fhir_cache: dict[str, Doc] = {}
-        self._shared = SharedParts()  # identifier elements the converted clients share (read only)
+        self.subjects = Subjects(lookup, self.view)
+        self.conditions = Conditions(self.paths, self.subjects, self.outcome, self.today, record)
         self._reevaluating: set[str] = set()
-        self._tables: dict[int, tuple[Plan, list[_ActionTable]]] = {}
+        self._tables: dict[int, tuple[Plan, list[ActionTable]]] = {}
 
-    def _table(self, plan: Plan) -> list[_ActionTable]:
+    def _table(self, plan: Plan) -> list[ActionTable]:
         found = self._tables.get(id(plan))
         if found is None or found[0] is not plan:
-            found = (plan, [_ActionTable(plan, a, self.now, self.owner) for a in plan.action])
+            found = (plan, [ActionTable(plan, a, self.now, self.owner) for a in plan.action])
             self._tables[id(plan)] = found
         return found[1]
 
@@ -248,178 +94,6 @@ class Evaluator:
                     return True
         return False
 
-    # subjects ---------------------------------------------------------------------------------------------
-
-    def _fhir(self, doc: Doc) -> Doc:
-        """A location or client as FHIR, converted once per evaluator; events and tasks every time (they
-        change during an evaluation)."""
-        kind = doc.get("type")
-        cache = self._fhir_cache
-        if kind == "Feature":
-            key = "L" + doc["id"]
-            found = cache.get(key)
-            if found is None:
-                found = cache[key] = location_to_fhir(doc)
-            return found
-        if kind == "Client":
-            key = "C" + doc["baseEntityId"]
-            found = cache.get(key)
-            if found is None:
-                found = cache[key] = client_to_patient(doc, shared=self._shared)
-            return found
-        if kind == "Event":
-            return event_to_questionnaire_response(doc)
-        return task_to_fhir(doc)
-
-    def _subject(self, doc: Doc) -> Subject:
-        resource = self._fhir(doc)
-        if resource["resourceType"] == "QuestionnaireResponse":
-            entity = str((resource.get("subject") or {}).get("reference") or "")
-        else:
-            entity = str(resource["id"])
-        return Subject(entity, resource, doc)
-
-    def subjects_in(self, action: Action, plan: Plan, where: Scope) -> list[Subject]:
-        kind = resource_type(action.subject)
-        jid = where.jurisdiction["id"]
-        docs: list[Doc]
-        if kind == JURISDICTION:
-            docs = [where.jurisdiction] if where.jurisdiction.get("type") == "Feature" else []
-        elif kind == LOCATION:
-            docs = where.structures
-        elif kind == FAMILY:
-            docs = where.families
-        elif kind == PERSON:
-            docs = [m for m in where.members if not is_family(m)]
-        elif kind == TASK:
-            docs = self.view.tasks_in(jid, plan.identifier)
-        elif kind == JURISDICTIONAL_TASK:
-            # every task of the jurisdiction: a supervisor plan follows up the tasks of other plans
-            docs = self.view.tasks_in(jid, None)
-        elif kind == QUESTIONNAIRE_RESPONSE:
-            docs = self.base.events_in(jid)
-        else:
-            docs = []
-        return [self._subject(d) for d in docs]
-
-    def subjects_for_event(
-        self, action: Action, plan: Plan, event: Doc, jurisdiction_id: str
-    ) -> list[Subject]:
-        kind = resource_type(action.subject)
-        entity = str(event.get("baseEntityId") or "")
-        details: Doc = event.get("details") or {}
-        docs: list[Doc] = []
-        if kind == JURISDICTION:
-            location = self.base.location(entity)
-            docs = [location] if location and is_jurisdiction(location) else []
-        elif kind == LOCATION:
-            client = self.base.client(entity)
-            target = (residence(client) if client else None) or entity
-            location = self.base.location(target)
-            docs = [location] if location else []
-        elif kind in (FAMILY, PERSON):
-            client = self.base.client(entity)
-            if client is not None and is_family(client) == (kind == FAMILY):
-                docs = [client]
-        elif kind == TASK:
-            identifier = details.get("taskIdentifier")
-            task = self.view.task(identifier) if isinstance(identifier, str) and identifier else None
-            if task is not None:
-                docs = [task]
-            else:
-                docs = [t for t in self.view.tasks_for(entity) if t.get("planIdentifier") == plan.identifier]
-        elif kind == GLOBAL_TASK:
-            other = details.get("plan_evaluation_entity_id")
-            docs = self.view.tasks_for(other if isinstance(other, str) and other else entity)
-        elif kind == JURISDICTIONAL_TASK:
-            docs = self.view.tasks_in(jurisdiction_id, None)
-        elif kind == QUESTIONNAIRE_RESPONSE:
-            docs = [event]
-        return [self._subject(d) for d in docs]
-
-    # conditions -------------------------------------------------------------------------------------------
-
-    def condition_subjects(self, concept: str | None, subject: Subject, plan: Plan) -> list[Doc]:
-        """ActionHelper.getConditionSubjectResources for an entity target."""
-        kind = resource_type(concept)
-        doc = subject.doc
-        doc_kind = doc.get("type")
-        found: list[Doc] = []
-        if kind == FAMILY:
-            if doc_kind == "Feature":
-                found = self.base.families_at(doc["id"])
-            elif doc_kind == "Client":
-                found = [f for f in (self.base.client(i) for i in
-                                     (doc.get("relationships") or {}).get("family", [])) if f]
-        elif kind == PERSON:
-            if doc_kind == "Feature":
-                found = [m for f in self.base.families_at(doc["id"])
-                         for m in self.base.members_of(f["baseEntityId"])]
-            elif doc_kind == "Client":
-                found = self.base.members_of(doc["baseEntityId"])
-        elif kind == LOCATION:
-            if doc_kind == "Client":
-                home = residence(doc)
-                location = self.base.location(home) if home else None
-                found = [location] if location else []
-            elif doc_kind == "Feature":
-                found = [doc]
-        elif kind == JURISDICTION:
-            parent = (doc.get("properties") or {}).get("parentId") if doc_kind == "Feature" else None
-            location = self.base.location(parent) if isinstance(parent, str) else None
-            found = [location] if location else []
-        elif kind == TASK:
-            found = [t for t in self.view.tasks_for(subject.entity_id)
-                     if t.get("planIdentifier") == plan.identifier]
-        elif kind == GLOBAL_TASK:
-            found = self.view.tasks_for(subject.entity_id)
-        elif kind == QUESTIONNAIRE_RESPONSE:
-            found = self.base.events_for(subject.entity_id)
-        return [self._fhir(d) for d in found]
-
-    def conditions_hold(self, table: _ActionTable, subject: Subject, target: Doc, plan: Plan, trigger: str,
-                        where: Scope | None, state: _Pass) -> bool:
-        """The action's conditions, AND-ed (OpenSRP's ConditionHelper), each decision recorded if asked."""
-        record = self.record
-        for condition in table.conditions:
-            if condition.reference is not None and condition.reference != trigger:
-                continue
-            evaluated = target
-            if condition.concept and target.get("resourceType") != "QuestionnaireResponse":
-                evaluated = self._with_related(condition, subject, target, plan, where, state)
-            self.outcome.condition_evaluations += 1
-            holds = self.paths.boolean(condition.expression, evaluated, self.today)
-            if record is not None:
-                record.append((subject.entity_id, table.label, holds))
-            if not holds:
-                return False
-        return True
-
-    def _with_related(self, condition: _Condition, subject: Subject, target: Doc, plan: Plan,
-                      where: Scope | None, state: _Pass) -> Doc:
-        """The target with the condition's related resources in ``contained`` (the target itself if none).
-        Preloaded relations (the scope's families at a structure) are built once per subject and kind."""
-        key = condition.key
-        preloaded = self._preload(subject, where, state)
-        if preloaded is not None and key in preloaded:
-            cache_key = (subject.entity_id, key)
-            found = state.contained.get(cache_key)
-            if found is not None and found.get("id") == target.get("id"):
-                return found
-            related = preloaded[key]
-            if not related:
-                return target
-            evaluated = dict(target)
-            evaluated["contained"] = related
-            state.contained[cache_key] = evaluated
-            return evaluated
-        related = self.condition_subjects(condition.concept, subject, plan)
-        if not related:
-            return target
-        evaluated = dict(target)
-        evaluated["contained"] = related
-        return evaluated
-
     # tasks ------------------------------------------------------------------------------------------------
 
     def _exists(
@@ -436,7 +110,7 @@ class Evaluator:
                 return True
         return False
 
-    def create(self, table: _ActionTable, plan: Plan, jurisdiction_id: str, subject: Subject) -> None:
+    def create(self, table: ActionTable, plan: Plan, jurisdiction_id: str, subject: Subject) -> None:
         entity = subject.entity_id
         identifier = table.new_task.ids(entity)
         action = table.action
@@ -451,8 +125,9 @@ class Evaluator:
             task["businessStatus"] = T.NOT_VISITED
         self.outcome.write(task)
 
-    def update(self, action: Action, plan: Plan, subject: Subject, target: Doc, qr: Doc | None,
-               event: Doc | None, jurisdiction_id: str) -> None:
+    def update(self, table: ActionTable, plan: Plan, subject: Subject, target: Doc, event: Doc | None,
+               jurisdiction_id: str) -> None:
+        action = table.action
         task = self.view.task(subject.entity_id)
         if task is None:
             return
@@ -468,7 +143,7 @@ class Evaluator:
                 new, new.get("businessStatus"), self.now, byPlan=plan.identifier, byAction=action.identifier,
                 event=(event or {}).get("formSubmissionId") or (event or {}).get("_id")))
         other = task.get("planIdentifier")
-        if (resource_type(action.subject) == GLOBAL_TASK and isinstance(other, str)
+        if (table.kind == SubjectKind.GLOBAL_TASK and isinstance(other, str)
                 and other != plan.identifier and other not in self._reevaluating):
             other_doc = self.base.plan(other)
             if other_doc is not None:
@@ -489,7 +164,7 @@ class Evaluator:
         """OpenSRP's evaluatePlan(plan, trigger, jurisdiction, questionnaireResponse)."""
         self.outcome.evaluated.append((plan.identifier, trigger, jurisdiction_id))
         qr = event_to_questionnaire_response(event) if event is not None else None
-        state = _Pass()
+        state = Pass()
         here: Scope | None = where
         for table in self._table(plan):
             action = table.action
@@ -502,7 +177,7 @@ class Evaluator:
             elif not self.triggered(action, trigger, qr):
                 continue
             if event is not None:
-                subjects = self.subjects_for_event(action, plan, event, jurisdiction_id)
+                subjects = self.subjects.for_event(table.kind, plan.identifier, event, jurisdiction_id)
             else:
                 if here is None:
                     here = scope(self.base.location(jurisdiction_id)
@@ -514,34 +189,22 @@ class Evaluator:
                     target["contained"] = [subject.resource]
                 else:
                     target = subject.resource
-                if not self.conditions_hold(table, subject, target, plan, trigger, where, state):
+                if not self.conditions.hold(table, subject, target, plan.identifier, trigger, where, state):
                     continue
                 if table.is_update:
-                    self.update(action, plan, subject, target, qr, event, jurisdiction_id)
+                    self.update(table, plan, subject, target, event, jurisdiction_id)
                 else:
                     self.create(table, plan, jurisdiction_id, subject)
 
-    def _scope_subjects(self, table: _ActionTable, plan: Plan, here: Scope, state: _Pass) -> list[Subject]:
+    def _scope_subjects(self, table: ActionTable, plan: Plan, here: Scope, state: Pass) -> list[Subject]:
         """An action's subjects in a scope; those read from the scope only are built once per pass."""
         kind = table.kind
-        if kind is None or kind not in _SCOPE_KINDS:
-            return self.subjects_in(table.action, plan, here)
+        if kind is None or kind not in SCOPE_KINDS:
+            return self.subjects.in_scope(kind, plan.identifier, here)
         found = state.subjects.get(kind)
         if found is None:
-            found = self.subjects_in(table.action, plan, here)
+            found = self.subjects.in_scope(kind, plan.identifier, here)
             state.subjects[kind] = found
-        return found
-
-    def _preload(self, subject: Subject, where: Scope | None, state: _Pass) -> dict[str, list[Doc]] | None:
-        """Families at a structure come from the jurisdiction's prefetched scope during activation."""
-        if where is None or subject.doc.get("type") != "Feature":
-            return None
-        entity = subject.entity_id
-        if entity in state.preloaded:
-            return state.preloaded[entity]
-        families = where.families_at.get(entity)
-        found = None if families is None else {FAMILY: [self._fhir(f) for f in families]}
-        state.preloaded[entity] = found
         return found
 
 

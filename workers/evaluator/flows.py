@@ -12,15 +12,10 @@ from datetime import datetime
 from typing import Any
 
 from workers.evaluator import tasks as T
-from workers.evaluator.engine import (
-    Outcome,
-    Overlay,
-    evaluate_entity,
-    evaluate_event,
-    event_jurisdiction,
-)
+from workers.evaluator.engine import evaluate_entity, evaluate_event, event_jurisdiction
 from workers.evaluator.fhirpath import PathEngine
 from workers.evaluator.lookup import ACTIVE, Lookup, residence
+from workers.evaluator.outcome import Outcome, Overlay
 
 Doc = dict[str, Any]
 

@@ -16,7 +16,7 @@ from workers.audit import now_iso, stable_id, write_many_once
 from workers.couch import Couch, Doc
 from workers.errors import Conflict
 from workers.evaluator import tasks as T
-from workers.evaluator.engine import Outcome
+from workers.evaluator.outcome import Outcome
 from workers.follower import OwnWrites
 from workers.logs import log_event
 

@@ -30,9 +30,10 @@ from workers.couch import Couch, Doc
 from workers.errors import Conflict, ServerUnreachable
 from workers.evaluator import flows
 from workers.evaluator import tasks as T
-from workers.evaluator.engine import PERIODIC, Outcome, evaluate_entity, periodic
+from workers.evaluator.engine import PERIODIC, evaluate_entity, periodic
 from workers.evaluator.fhirpath import PathEngine
 from workers.evaluator.lookup import is_jurisdiction, parent_id, residence
+from workers.evaluator.outcome import Outcome
 from workers.follower import OwnWrites
 from workers.logs import log_event
 from workers.plans import activation

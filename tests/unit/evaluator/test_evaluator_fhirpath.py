@@ -18,7 +18,8 @@ from workers.evaluator.fhir import (
     location_to_fhir,
     task_to_fhir,
 )
-from workers.evaluator.fhirpath import PathEngine, compat_rewrite, compile_expression
+from workers.evaluator.fhirpath import PathEngine, compile_expression
+from workers.evaluator.fhirpath_compat import compat_rewrite
 
 TODAY = date(2021, 3, 22)
 INVALID = "questionnaire = 'Register_Structure' AND item.where(linkId='structureType').answer.value ='Residential Structure'"
