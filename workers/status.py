@@ -65,10 +65,20 @@ def activations(couch: Couch, settings: Settings) -> list[dict[str, Any]]:
     return out
 
 
+def sync_from_main(settings: Settings, rows: list[FeedStatus]) -> int:
+    """Changes of the main database the sync worker has yet to read and route: one figure for every area
+    together (a change goes to the areas it belongs to only when it is read)."""
+    return next((f.pending for f in rows if f.worker == "sync" and f.db == settings.dbs.main), 0)
+
+
 def areas(couch: Couch, settings: Settings, rows: list[FeedStatus]) -> list[dict[str, Any]]:
-    """Each area database: its size, who syncs it, and the sync lag both ways (changes not yet copied)."""
+    """Each area database: its size, who syncs it, and the sync lag: ``pendingToMain``, the changes of the area
+    database the sync worker has yet to copy to the main database; ``pendingFromMain``, 0 when the sync worker
+    has read every change of the main database (nothing is on its way to the area), else None: how many of the
+    main database's unread changes go to this area is not known before they are read (their number, for all
+    areas together, is ``syncPendingFromMain``)."""
     lag = {f.db: f.pending for f in rows if f.worker == "sync"}
-    to_areas = lag.get(settings.dbs.main, 0)
+    from_main = 0 if sync_from_main(settings, rows) == 0 else None
     out = []
     for area in known_areas(couch, settings):
         db = settings.dbs.area(area)
@@ -76,7 +86,7 @@ def areas(couch: Couch, settings: Settings, rows: list[FeedStatus]) -> list[dict
         out.append({"area": area, "db": db, "docs": int((couch.db_info(db) or {}).get("doc_count", 0)),
                     "users": members.get("names") or [], "teams": [r for r in members.get("roles") or []
                                                                    if r != "_admin"],
-                    "pendingToMain": lag.get(db, 0), "pendingFromMain": to_areas})
+                    "pendingToMain": lag.get(db, 0), "pendingFromMain": from_main})
     return out
 
 
@@ -99,6 +109,7 @@ def collect(couch: Couch, settings: Settings) -> dict[str, Any]:
         "server": settings.couch_url,
         "feeds": [f.__dict__ for f in feed_rows],
         "areas": areas(couch, settings, feed_rows),
+        "syncPendingFromMain": sync_from_main(settings, feed_rows),
         "activations": activations(couch, settings),
         "readModel": readmodel(couch, settings),
         "audit": audit_counts(couch, settings),

@@ -29,7 +29,7 @@ from areaworld import (
 )
 
 from demo.devices import Device, DeviceError
-from workers import provision
+from workers import provision, status
 from workers.areas import assignments
 from workers.areas.index import MainIndex
 from workers.couch import Couch
@@ -200,3 +200,20 @@ def test_a_team_assigned_to_a_plan_gets_its_areas(couch: Couch, world: tuple[Set
         dan.pull("north", user_url(s, "dan", s.dbs.area(NORTH)))
         dan.pull("south", user_url(s, "dan", s.dbs.area(SOUTH)))
         assert "s-n1" in doc_ids(dan, "north") and "s-s1" in doc_ids(dan, "south")
+
+
+def test_status_tells_the_main_databases_sync_lag_once_not_as_each_areas(
+    couch: Couch, world: tuple[Settings, Doc]
+) -> None:
+    """The sync worker reads the main database once for every area: its lag is one figure, and an area's
+    share of it is not known until the changes are read (None), except when there are none (0)."""
+    s, _plan = world
+    caught_up = status.collect(couch, s)
+    assert caught_up["syncPendingFromMain"] == 0
+    assert {a["area"]: a["pendingFromMain"] for a in caught_up["areas"]} == {NORTH: 0, SOUTH: 0}
+    couch.save_many(s.dbs.main, [structure("s-n3", NORTH), structure("s-n4", NORTH)])  # north only
+    behind = status.collect(couch, s)
+    assert behind["syncPendingFromMain"] == 2
+    assert {a["area"]: a["pendingFromMain"] for a in behind["areas"]} == {NORTH: None, SOUTH: None}
+    run_workers(couch, s)
+    assert status.collect(couch, s)["syncPendingFromMain"] == 0

@@ -46,9 +46,10 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         out(f"{feed['worker']:10} {feed['db']:44} {feed['pending']:>8} {feed['processed']:>9} {feed['writes']:>7} "
             f"{feed['parked']:>6}  {feed['last_error'] or '-'}")
     for area in data["areas"]:
+        # the main database's unread changes are routed when read: an area's share is at most all of them
+        from_main = "0" if area["pendingFromMain"] == 0 else f"up to {data['syncPendingFromMain']}"
         out(f"area {area['area']}: {area['docs']} documents, sync lag {area['pendingToMain']} to main / "
-            f"{area['pendingFromMain']} from main, users {','.join(area['users']) or '-'}, "
-            f"teams {','.join(area['teams']) or '-'}")
+            f"{from_main} from main, users {','.join(area['users']) or '-'}, teams {','.join(area['teams']) or '-'}")
     for act in data["activations"]:
         out(f"activation {act['plan']}: {act['state']}, {act['done']}/{act['total']} jurisdictions, "
             f"{act['tasks']} tasks ({act['tasksWritten']} written by it)")
