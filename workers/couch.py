@@ -518,6 +518,18 @@ class Couch:
             result = self.request("GET", db, "_changes", params=params)
         return ChangesPage(list(result.get("results", [])), result.get("last_seq", since), result.get("pending"))
 
+    def db_updates(self, since: Any = "now", *, longpoll: float | None = None) -> ChangesPage:
+        """One page of ``_db_updates`` (CouchDB, once its ``_global_changes`` database exists): each result names
+        a database (``db_name``) and what happened to it (``type``: created, updated, deleted). ``since="now"``
+        starts at the present; ``longpoll=seconds`` waits for the next update, client-side bounded."""
+        params: dict[str, Any] = {"since": since}
+        if longpoll is None:
+            result = self.request("GET", "_db_updates", params=params)
+        else:
+            params.update(feed="longpoll", timeout=int(longpoll * 1000))
+            result = self.request("GET", "_db_updates", params=params, timeout=longpoll + 5, retries=0)
+        return ChangesPage(list(result.get("results", [])), result.get("last_seq", since))
+
     def get_local(self, db: str, name: str) -> Doc | None:
         return self.get(db, f"_local/{name}")
 

@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import zlib
 from collections import OrderedDict
@@ -39,11 +40,13 @@ class OwnWrites:
     def __init__(self, capacity: int = 100_000) -> None:
         self.capacity = capacity
         self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._lock = threading.Lock()  # a parallel worker's batches add from several threads
 
     def add(self, doc_id: str, rev: str) -> None:
-        self._seen[(doc_id, rev)] = None
-        if len(self._seen) > self.capacity:
-            self._seen.popitem(last=False)
+        with self._lock:
+            self._seen[(doc_id, rev)] = None
+            if len(self._seen) > self.capacity:
+                self._seen.popitem(last=False)
 
     def add_results(self, results: Iterable[dict[str, Any]]) -> None:
         for res in results:
@@ -55,20 +58,52 @@ class OwnWrites:
 
 
 class Handler(Protocol):
-    """One worker's rule set: which databases it follows and what it does with a batch of changes."""
+    """The worker contract: one worker's rule set, which databases it follows and what it does with a batch of
+    changes. :class:`Worker` gives the defaults of the optional members."""
 
     name: str
+    # the feed asks for each document's conflicting revisions (with the documents only)
     conflicts: bool
+    # pages of ``batch_factor`` x FIELDSYNC_BATCH_SIZE changes
+    batch_factor: int
+    # batches of different databases may run at the same time (the handler's state is safe across threads)
+    parallel: bool
     own_writes: OwnWrites
 
-    def follows(self, kind: str) -> bool: ...
+    def follows(self, kind: str) -> bool:
+        """Whether the worker follows the databases of ``kind`` (``main``, ``area``, ``user-meta``...)."""
+        ...
 
-    # optional: ``feed_docs(db) -> bool``, False to read that database's feed without the documents;
-    # ``batch_factor: int``, pages of that many times FIELDSYNC_BATCH_SIZE changes
+    def feed_docs(self, db: str) -> bool:
+        """Whether ``db``'s feed is read with the documents (False: the handler fetches the few it needs)."""
+        ...
 
     def process(self, db: str, changes: list[dict[str, Any]]) -> int:
         """Apply a batch; return how many documents it wrote. Raise on failure (the follower isolates it)."""
         ...
+
+
+class Worker:
+    """A base for workers, with the contract's defaults: feeds read with their documents, without conflicts,
+    in pages of FIELDSYNC_BATCH_SIZE changes, one batch at a time; the revisions the worker writes remembered in
+    ``own_writes``."""
+
+    name = "worker"
+    conflicts = False
+    batch_factor = 1
+    parallel = False
+
+    def __init__(self) -> None:
+        self.own_writes = OwnWrites()
+
+    def follows(self, kind: str) -> bool:
+        raise NotImplementedError
+
+    def feed_docs(self, db: str) -> bool:
+        return True
+
+    def process(self, db: str, changes: list[dict[str, Any]]) -> int:
+        raise NotImplementedError
 
 
 @dataclass
@@ -107,13 +142,25 @@ class Follower:
             found = self.couch.get_local(self.audit_db, self.checkpoint_name)
             if found is None and self.legacy_name:
                 found = self.couch.get_local(self.db, self.legacy_name)
-            self._checkpoint = found or {"seq": 0, "processed": 0, "parked": 0, "writes": 0}
+            self._checkpoint = found or dict(START)
         return self._checkpoint
+
+    @property
+    def known_checkpoint(self) -> Doc:
+        """The checkpoint as last read or written, without asking the server (the start if not read yet)."""
+        return self._checkpoint or dict(START)
 
     def reset(self) -> None:
         """Forget the checkpoint read (after an outage): the next step reads it again from the server."""
         self._checkpoint = None
         self._verified = False
+
+    def wait(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for a change after the checkpoint (a longpoll ``_changes`` of one change,
+        without documents); True when there is one. Returns at once when one is there already."""
+        page = self.couch.changes(self.db, self.checkpoint().get("seq", 0), limit=1, include_docs=False,
+                                  longpoll=seconds)
+        return bool(page.results)
 
     def _implausible(self, since: Any) -> str | None:
         """Why a checkpoint just read cannot be a position in this database (malformed, or ahead of it: PouchDB
@@ -162,7 +209,7 @@ class Follower:
                 return self._reset(since, why, started)
             self._verified = True
         # a handler may read the feed without the documents (and fetch the few it needs itself)
-        with_docs = bool(getattr(self.handler, "feed_docs", lambda db: True)(self.db))
+        with_docs = self.handler.feed_docs(self.db)
         try:
             page = self.couch.changes(
                 self.db, since, limit=self.batch_size, include_docs=with_docs, conflicts=self.handler.conflicts,
@@ -260,8 +307,20 @@ class Follower:
 
     def pending(self, cap: int = 10_000) -> int:
         """Changes after the checkpoint (the lag), counted up to ``cap``."""
-        page = self.couch.changes(self.db, self.checkpoint().get("seq", 0), limit=cap, include_docs=False)
-        return len(page.results)
+        return pending(self.couch, self.db, self.checkpoint().get("seq", 0), cap)
+
+
+START: Doc = {"seq": 0, "processed": 0, "parked": 0, "writes": 0}
+
+
+def read_checkpoint(couch: Couch, audit_db: str, worker: str, db: str, shard: tuple[int, int] = (0, 1)) -> Doc:
+    """A worker's checkpoint of ``db`` as kept in the audit database (the start when there is none)."""
+    return couch.get_local(audit_db, checkpoint_name(worker, db, shard)) or dict(START)
+
+
+def pending(couch: Couch, db: str, since: Any, cap: int = 10_000) -> int:
+    """Changes of ``db`` after ``since``, counted up to ``cap``."""
+    return len(couch.changes(db, since, limit=cap, include_docs=False).results)
 
 
 def checkpoint_name(worker: str, db: str, shard: tuple[int, int] = (0, 1)) -> str:

@@ -27,12 +27,12 @@ def render(runner: Runner) -> str:
         "# TYPE fieldsync_feed_changes_total counter",
     ]
     for (worker, db), follower in sorted(runner.followers.items()):
-        cp = follower._checkpoint or {}
+        cp = follower.known_checkpoint
         lines.append(f'fieldsync_feed_changes_total{{worker="{worker}",db="{db}"}} {int(cp.get("processed", 0))}')
     lines += ["# HELP fieldsync_feed_parked_total Parked changes, per worker and database.",
               "# TYPE fieldsync_feed_parked_total counter"]
     for (worker, db), follower in sorted(runner.followers.items()):
-        cp = follower._checkpoint or {}
+        cp = follower.known_checkpoint
         lines.append(f'fieldsync_feed_parked_total{{worker="{worker}",db="{db}"}} {int(cp.get("parked", 0))}')
     return "\n".join(lines) + "\n"
 

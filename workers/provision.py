@@ -20,6 +20,8 @@ from workers.settings import Settings
 log = logging.getLogger("fieldsync.provision")
 
 USERS_DB = "_users"
+# CouchDB 3 answers ``_db_updates`` (how the runner learns which databases changed) only once it exists
+GLOBAL_CHANGES_DB = "_global_changes"
 ADMIN_ONLY: Doc = {"admins": {"names": [], "roles": []}, "members": {"names": [], "roles": ["_admin"]}}
 
 
@@ -124,6 +126,8 @@ def init(couch: Couch, settings: Settings) -> Report:
     report.merge(ensure_db(couch, dbs.main, ADMIN_ONLY, design_docs_for("main")))
     report.merge(ensure_db(couch, dbs.users_meta, ADMIN_ONLY, design_docs_for("users-meta")))
     report.merge(ensure_db(couch, dbs.audit, ADMIN_ONLY, design_docs_for("audit")))
+    if couch.supports("db_updates") and couch.create_db(GLOBAL_CHANGES_DB):
+        report.created.append(GLOBAL_CHANGES_DB)
     if couch.get(dbs.main, SETTINGS_ID) is None:
         try:
             couch.put(dbs.main, default_settings())

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from workers.areas.sync import AreaSync
-from workers.conflicts.resolver import ConflictResolver
+from workers.areas.sync import SYNC_KINDS, AreaSync
+from workers.conflicts.resolver import CONFLICT_KINDS, ConflictResolver
 from workers.couch import Couch
 from workers.errors import ConfigError
 from workers.follower import Handler
@@ -19,26 +19,35 @@ from workers.settings import Settings
 @dataclass
 class Built:
     handlers: list[Handler]
-    chores: list[Chore]
+    chores: dict[str, list[Chore]]  # by worker name: a worker's chores take turns with its feed batches
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A worker: how to build it, and the kinds of database it follows (what ``fieldsync status`` reads
+    checkpoints of, without building the worker)."""
+
+    build: Callable[[Couch, Settings], Built]
+    follows: frozenset[str]
 
 
 def _plans(couch: Couch, settings: Settings) -> Built:
     worker = PlanWorker(couch, settings)
-    return Built([worker], [worker.activation_chore, worker.periodic_chore])
+    return Built([worker], {worker.name: [worker.activation_chore, worker.periodic_chore]})
 
 
 def _conflicts(couch: Couch, settings: Settings) -> Built:
-    return Built([ConflictResolver(couch, settings)], [])
+    return Built([ConflictResolver(couch, settings)], {})
 
 
 def _sync(couch: Couch, settings: Settings) -> Built:
-    return Built([AreaSync(couch, settings)], [])
+    return Built([AreaSync(couch, settings)], {})
 
 
-WORKERS: dict[str, Callable[[Couch, Settings], Built]] = {
-    "plans": _plans,
-    "conflicts": _conflicts,
-    "sync": _sync,
+WORKERS: dict[str, Spec] = {
+    "plans": Spec(_plans, frozenset({"main"})),
+    "conflicts": Spec(_conflicts, CONFLICT_KINDS),
+    "sync": Spec(_sync, SYNC_KINDS),
 }
 
 
@@ -47,9 +56,9 @@ def build(names: list[str] | None, couch: Couch, settings: Settings) -> Built:
     unknown = [n for n in chosen if n not in WORKERS]
     if unknown:
         raise ConfigError(f"unknown worker {', '.join(unknown)}: choose from {', '.join(WORKERS)}")
-    built = Built([], [])
+    built = Built([], {})
     for name in chosen:
-        part = WORKERS[name](couch, settings)
+        part = WORKERS[name].build(couch, settings)
         built.handlers += part.handlers
-        built.chores += part.chores
+        built.chores.update(part.chores)
     return built

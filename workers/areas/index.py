@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 
@@ -19,13 +20,15 @@ class MainIndex:
         self.capacity = capacity
         self._places: OrderedDict[str, Place | None] = OrderedDict()
         self._residents: OrderedDict[str, Resident | None] = OrderedDict()
+        self._lock = threading.Lock()  # the sync worker's batches of different areas run at once
 
     def _remember(self, cache: OrderedDict[str, Place | None] | OrderedDict[str, Resident | None],
                   key: str, value: Place | Resident | None) -> None:
-        cache[key] = value  # type: ignore[assignment]
-        cache.move_to_end(key)
-        if len(cache) > self.capacity:
-            cache.popitem(last=False)
+        with self._lock:
+            cache[key] = value  # type: ignore[assignment]
+            cache.move_to_end(key)
+            if len(cache) > self.capacity:
+                cache.popitem(last=False)
 
     def learn(self, docs: Iterable[Doc]) -> None:
         for doc in docs:

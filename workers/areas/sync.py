@@ -17,6 +17,7 @@ resolver's settlement (which runs on the main database only) flows back to every
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 
@@ -36,35 +37,40 @@ from workers.areas.routing import (
 )
 from workers.audit import now_iso, receipt_record, stable_id, write_many_once
 from workers.couch import Couch, Doc
-from workers.follower import OwnWrites
+from workers.follower import Worker
 from workers.logs import log_event
 from workers.settings import Settings
 
 log = logging.getLogger("fieldsync.sync")
 
+SYNC_KINDS = frozenset({"main", "area"})
 REFRESH_EVERY = 5.0  # seconds between two looks at which area databases exist
 # marks the tombstones this worker writes over refused revisions in an area database: they stay there (a device
 # that forges the mark only gets its own deletion ignored, and devices may not delete anyway)
 WITHDRAWN = "fieldsyncWithdrawn"
 
 
-class AreaSync:
+class AreaSync(Worker):
     name = "sync"
-    conflicts = False
     # pages of FIELDSYNC_BATCH_SIZE x 5 changes: a page is split among the areas, and each area's share costs
-    # three requests (_revs_diff, _bulk_get, _bulk_docs) whatever its size
+    # two requests (_revs_diff, _bulk_docs) whatever its size
     batch_factor = 5
+    # what devices wrote in one area is copied while another area's batch runs: the state shared by batches is
+    # the routing index (a cache of the main database), ``own_writes`` (locked) and the known areas (replaced
+    # whole, never changed in place, under a lock)
+    parallel = True
 
     def __init__(self, couch: Couch, settings: Settings) -> None:
+        super().__init__()
         self.couch = couch
         self.settings = settings
-        self.own_writes = OwnWrites()
         self.index = MainIndex(couch, settings.dbs.main)
         self._known: dict[str, list[str]] = {}
         self._refreshed = 0.0
+        self._areas_lock = threading.RLock()
 
     def follows(self, kind: str) -> bool:
-        return kind in ("main", "area")
+        return kind in SYNC_KINDS
 
     def feed_docs(self, db: str) -> bool:
         """An area's feed is read without documents: most of its changes are this worker's own copies from
@@ -89,22 +95,30 @@ class AreaSync:
         jurisdictions, plans and settings."""
         if not force and time.monotonic() - self._refreshed < REFRESH_EVERY:
             return
-        self._refreshed = time.monotonic()
-        for area in assignments.known_areas(self.couch, self.settings):
-            if area not in self._known:
-                self._known[area] = chain(area, self.index)
-                self._bootstrap(area)
+        with self._areas_lock:
+            if not force and time.monotonic() - self._refreshed < REFRESH_EVERY:
+                return  # another batch refreshed meanwhile
+            self._refreshed = time.monotonic()
+            for area in assignments.known_areas(self.couch, self.settings):
+                if area not in self._known:
+                    self._know(area, chain(area, self.index))
+                    self._bootstrap(area)
+
+    def _know(self, area: str, parents: list[str]) -> None:
+        """A new dictionary: a batch routing with the previous one meanwhile is not disturbed."""
+        self._known = {**self._known, area: parents}
 
     def _open_area(self, area: str) -> None:
         """A new area: its database (security from the assignments), then what every area holds."""
-        parents = chain(area, self.index)
-        current, _ = assignments.load(self.couch, self.settings)
-        plans = assignments.all_plans(self.couch, self.settings)
-        security = assignments.security_for(area, parents, current, plans)
-        if assignments.ensure_area(self.couch, self.settings, area, security):
-            log_event(log, "area created", area=area, db=self.settings.dbs.area(area))
-        self._known[area] = parents
-        self._bootstrap(area, plans)
+        with self._areas_lock:
+            parents = chain(area, self.index)
+            current, _ = assignments.load(self.couch, self.settings)
+            plans = assignments.all_plans(self.couch, self.settings)
+            security = assignments.security_for(area, parents, current, plans)
+            if assignments.ensure_area(self.couch, self.settings, area, security):
+                log_event(log, "area created", area=area, db=self.settings.dbs.area(area))
+            self._know(area, parents)
+            self._bootstrap(area, plans)
 
     def _bootstrap(self, area: str, plans: list[Doc] | None = None) -> int:
         parents = self._known[area]

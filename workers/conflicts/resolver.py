@@ -22,13 +22,16 @@ from workers.audit import now_iso, receipts, stable_id, write_many_once, write_o
 from workers.conflicts.winner import Decision, candidate, choose, fields_for
 from workers.couch import Couch, Doc
 from workers.errors import Conflict, FieldsyncError, NotFound
-from workers.follower import OwnWrites
+from workers.follower import Worker
 from workers.logs import log_event
 from workers.settings import Settings
 
 log = logging.getLogger("fieldsync.conflicts")
 
 SKIP_TYPES_BY_KIND = {"user-meta": {"interaction-log"}}
+# not the area databases: their conflicts are copies of the main database's, settled there once and copied back
+# by the sync worker (settling them in two places would make new conflicts)
+CONFLICT_KINDS = frozenset({"main", "user-meta", "users-meta", "audit"})
 
 
 def audit_id(db: str, doc_id: str, loser_revs: list[str]) -> str:
@@ -86,19 +89,16 @@ def current_winner(leaves: list[Doc]) -> str:
     return str(max(living, key=order)["_rev"])
 
 
-class ConflictResolver:
+class ConflictResolver(Worker):
     name = "conflicts"
-    conflicts = False  # the feed is read without documents: the leaves it lists are fetched in bulk
 
     def __init__(self, couch: Couch, settings: Settings) -> None:
+        super().__init__()
         self.couch = couch
         self.settings = settings
-        self.own_writes = OwnWrites()
 
     def follows(self, kind: str) -> bool:
-        # not the area databases: their conflicts are copies of the main database's, settled there once and
-        # copied back by the sync worker (settling them in two places would make new conflicts)
-        return kind in ("main", "user-meta", "users-meta", "audit")
+        return kind in CONFLICT_KINDS
 
     def feed_docs(self, db: str) -> bool:
         """Every feed is read without documents: most changes have one leaf (nothing to resolve), and most of

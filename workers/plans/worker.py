@@ -34,7 +34,7 @@ from workers.evaluator.engine import PERIODIC, evaluate_entity, periodic
 from workers.evaluator.fhirpath import PathEngine
 from workers.evaluator.lookup import is_jurisdiction, parent_id, residence
 from workers.evaluator.outcome import Outcome
-from workers.follower import OwnWrites
+from workers.follower import Worker
 from workers.logs import log_event
 from workers.plans import activation
 from workers.plans.outcomes import write_outcome
@@ -58,16 +58,16 @@ class Rule:
     apply: Callable[[Doc, IndexLookup, datetime], Outcome | None]
 
 
-class PlanWorker:
+class PlanWorker(Worker):
     name = "plans"
     conflicts = False
     # pages of 5 x FIELDSYNC_BATCH_SIZE changes: read without documents, most of them this worker's own writes
     batch_factor = 5
 
     def __init__(self, couch: Couch, settings: Settings) -> None:
+        super().__init__()
         self.couch = couch
         self.settings = settings
-        self.own_writes = OwnWrites()
         self.paths = PathEngine()
         self.db = settings.dbs.main
         self._activations: dict[str, activation.Activation] = {}

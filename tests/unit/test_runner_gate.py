@@ -1,0 +1,49 @@
+"""The runner's gate (pure threading, no server): one turn at a time, feed batches before chores, closing."""
+
+from __future__ import annotations
+
+import threading
+
+from workers.runner import Gate
+
+
+def test_a_waiting_feed_batch_goes_before_a_waiting_chore() -> None:
+    gate = Gate()
+    order: list[str] = []
+    assert gate.enter(feed=True)  # a batch under way
+
+    def take(name: str, feed: bool) -> None:
+        if gate.enter(feed=feed):
+            order.append(name)
+            gate.leave()
+
+    chore = threading.Thread(target=take, args=("chore", False))
+    chore.start()
+    feed = threading.Thread(target=take, args=("feed", True))
+    feed.start()
+    # both wait for the batch under way (the feed thread counted as waiting before the turn is given back)
+    while True:
+        with gate._cond:
+            if gate._feeds_waiting == 1:
+                break
+    gate.leave()
+    feed.join(5)
+    chore.join(5)
+    assert order == ["feed", "chore"]
+
+
+def test_closing_waits_for_the_turn_under_way_and_refuses_new_ones() -> None:
+    gate = Gate()
+    assert gate.enter(feed=False)
+    closed = threading.Event()
+
+    def close() -> None:
+        gate.close()
+        closed.set()
+
+    closer = threading.Thread(target=close)
+    closer.start()
+    assert not closed.wait(0.2)  # the chore slice under way is not cut short
+    gate.leave()
+    assert closed.wait(5)
+    assert not gate.enter(feed=True) and not gate.enter(feed=False)
