@@ -21,8 +21,8 @@ figure comes with a reference measured on the same server in the same run (the m
    round-robin to the areas (``workers.areas.assignments.update`` + ``apply_security``, as the integration
    tests do), the workers run until idle (activation and fan-out), every device (``demo.devices.Device``,
    one Node PouchDB process each, replicating as its user) pulls its area database. Then the workers
-   ``sync``, ``plans`` and ``conflicts`` run continuously in a background thread (``Runner.run(stop_event)``
-   with the default 0.1-1 s idle back-off, as ``fieldsync work`` runs them) while every device at once (one
+   ``sync``, ``plans`` and ``conflicts`` run continuously in a background thread (``Runner.run(stop_event)``:
+   each follower woken by a longpoll of its feed, the workers side by side, as ``fieldsync work`` runs them) while every device at once (one
    thread each, a barrier) puts a new residential structure and its ``Register_Structure`` event into its
    local area database, pushes, and pulls every ``--poll`` seconds until the follow-on IRS task of that
    structure is in its local database. Per-device round trip = from the put to the pull that brought the task.
@@ -389,7 +389,7 @@ def report_round_trip(m: dict[str, Any]) -> None:
           f"({m['first_pull_docs']:,} documents)")
     stats: RunStats | None = m["worker_stats"]
     if stats is not None:
-        print(f"  workers          sync, plans, conflicts in a background thread (idle back-off 0.1-1 s): "
+        print(f"  workers          sync, plans, conflicts in a background thread (awake: woken by their feeds): "
               f"{stats.changes:,} changes, {stats.writes:,} writes, {m['parked']} parked, {m['refused']} refused")
     print(f"  devices          put structure + Register_Structure, push, pull every {m['poll']} s until the IRS "
           f"task is local; all done in {m['wall_s']:.1f} s; {len(done)} of {len(trips)} got their task")

@@ -3,7 +3,7 @@ follow-on tasks, against a real (embedded) server.
 
 Set-up: generated operational areas (``demo.synthetic``) and an active Dynamic-IRS plan over their district,
 activated beforehand (``Runner.run(until_idle=True)``). Then the plan worker runs continuously, as operators run
-it: a ``fieldsync work plans`` subprocess (default runner settings: polling with 0.1-1 s idle back-off).
+it: a ``fieldsync work plans`` subprocess (default runner settings: woken by a longpoll of the main feed).
 
 ``--devices`` simulated devices (``demo.devices.Device``: one Node PouchDB process each, LevelDB on disk,
 replicating through the CouchDB protocol) each record, offline, ``--events`` new residential structures with
@@ -295,7 +295,7 @@ def report(m: dict[str, Any]) -> None:
           f"in {m['areas']} areas), Dynamic-IRS active, activation {m['activation_s']:.1f} s, "
           f"{m['tasks_before']:,} tasks")
     print("  replication      devices push straight into the main database as the admin (no per-device target)")
-    print(f"  plan worker      `fieldsync work plans` subprocess (default polling 0.1-1 s idle back-off), "
+    print(f"  plan worker      `fieldsync work plans` subprocess (woken by a longpoll of the main feed), "
           f"caught up before the devices: {m['worker_ready']}, exit {m['worker_exit']}, {m['parked']} parked")
     print(f"  devices start    {m['devices_start_s']:8.1f} s  for {m['devices']} processes")
     print(f"  push (ms)        {spread(m['pushes'])}  per device replication, all at once; rounds "
