@@ -22,7 +22,8 @@ figure comes with a reference measured on the same server in the same run (the m
    tests do), the workers run until idle (activation and fan-out), every device (``demo.devices.Device``,
    one Node PouchDB process each, replicating as its user) pulls its area database. Then the workers
    ``sync``, ``plans`` and ``conflicts`` run continuously in a background thread (``Runner.run(stop_event)``:
-   each follower woken by a longpoll of its feed, the workers side by side, as ``fieldsync work`` runs them) while every device at once (one
+   each follower woken by a longpoll of its feed, the workers side by side, as ``fieldsync work`` runs them)
+   while every device at once (one
    thread each, a barrier) puts a new residential structure and its ``Register_Structure`` event into its
    local area database, pushes, and pulls every ``--poll`` seconds until the follow-on IRS task of that
    structure is in its local database. Per-device round trip = from the put to the pull that brought the task.

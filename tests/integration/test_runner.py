@@ -9,8 +9,8 @@ from pathlib import Path
 
 from areaworld import DISTRICT, Doc, assign, jurisdiction, register_structure, structure, user_url, world
 
-from workers.couch import Couch
 from demo.devices import Device
+from workers.couch import Couch
 from workers.registry import build
 from workers.runner import Runner
 from workers.settings import Settings
