@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from workers.couch import Couch
 from workers.errors import FieldsyncError, NotFound, ServerUnreachable
@@ -46,6 +47,8 @@ class RunStats:
 # databases no device user can write: an old checkpoint kept in them (before checkpoints moved to the audit
 # database) is still trusted once
 TRUSTED_KINDS = ("main", "audit", "users-meta")
+
+T = TypeVar("T")
 
 # Extra work a worker does between feed batches (e.g. a plan activation in progress). Returns True when it
 # did something, False when it has nothing left to do.
@@ -252,15 +255,17 @@ class Runner:
             if self.chores.get(handler.name):
                 start(self._chore_loop, f"{handler.name} chores", list(self.chores[handler.name]),
                       gate_of(handler, ""))
-        if self.couch.supports("db_updates"):
+        has_db_updates = self._until_reachable(lambda: self.couch.supports("db_updates"), stop)
+        if has_db_updates:
             start(self._watch_db_updates, "db updates", follow)
-        else:
+        elif has_db_updates is not None:
             start(self._poll_all_dbs, "all_dbs", follow)
         stop.wait()
         for gate in gates.values():
             gate.close()  # the batches under way finish; the threads waiting on feeds end with the process
 
-    def _until_reachable(self, action: Callable[[], list[Follower]], stop: threading.Event) -> list[Follower] | None:
+    def _until_reachable(self, action: Callable[[], T], stop: threading.Event) -> T | None:
+        """``action()``, tried again after each outage (with backoff) until it answers; None if stopped first."""
         attempt = 0
         while not stop.is_set():
             try:
