@@ -54,8 +54,11 @@ def _wait_for(condition, timeout: float, what: str) -> None:  # type: ignore[no-
 
 
 def _task_ids(couch: Couch, db: str) -> list[str]:
-    rows = couch.view(db, "fieldsync", "tasks_by_plan_status", reduce=False)
-    return [row["id"] for row in rows]
+    # the first query of the view indexes every document written so far (tens of thousands here; minutes on
+    # the embedded server of a loaded machine): a timeout of its own, not the client's default
+    result = couch.request("GET", db, "_design/fieldsync", "_view", "tasks_by_plan_status",
+                           params={"reduce": False}, timeout=900)
+    return [row["id"] for row in result["rows"]]
 
 
 def _seed(couch: Couch, settings: Settings, seed: str, size: AreaSize) -> tuple[list[dict], dict]:  # type: ignore[type-arg]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -86,3 +87,48 @@ def test_a_damaged_file_is_refused_and_can_be_discarded(tmp_path: Path) -> None:
     Store.discard(path)
     assert Store(path).count() == 0
     assert path.stat().st_mode & 0o077 == 0
+
+
+def test_a_late_answer_never_rolls_the_index_back(tmp_path: Path) -> None:
+    """What the worker remembers from a ``_bulk_docs`` answer may reach the index after the feed brought the
+    same revision or a later one (an activation's writer threads): the index keeps the later one."""
+    store = Store(tmp_path / "rm.sqlite")
+    task = DOCS[5]
+    store.apply([{**task, "_rev": "2-feed", "status": "Completed", "for": "s2"}], seq=3)
+    assert store.apply([task], newer_only=True) == 0  # 1-a: older than what the feed brought
+    assert store.revs(["t1"]) == {"t1": "2-feed"}
+    assert [d["_id"] for d in store.by_key("task-for", ["s2"])["s2"]] == ["t1"]
+    assert store.by_key("task-for", ["s1"])["s1"] == []
+    # a newer revision, or one the index does not hold, is taken (with its keys)
+    assert store.apply([{**task, "_rev": "3-mine"}, DOCS[6]], newer_only=True) == 2
+    assert store.revs(["t1", "e1"]) == {"t1": "3-mine", "e1": "1-a"}
+    assert [d["_id"] for d in store.by_key("task-for", ["s1"])["s1"]] == ["t1"]
+    assert store.by_key("task-for", ["s2"])["s2"] == []
+    assert store.seq == 3
+    store.close()
+
+
+def test_threads_write_on_connections_of_their_own(tmp_path: Path) -> None:
+    """An activation's writer threads remember on their own SQLite connections while the owner reads and
+    applies the feed: every write lands, none is lost to a shared transaction."""
+    path = tmp_path / "rm.sqlite"
+    owner = Store(path)
+    stores = [Store(path) for _ in range(2)]
+    done: list[int] = []
+
+    def write(n: int) -> None:
+        for i in range(20):
+            docs = [{"_id": f"t{n}-{i}-{k}", "_rev": "1-a", "type": "Task", "for": f"e{n}", "groupIdentifier": "oa",
+                     "planIdentifier": "p"} for k in range(25)]
+            done.append(stores[n].apply(docs, newer_only=True))
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for i in range(20):
+        owner.apply([{**DOCS[2], "_rev": f"{i + 2}-f"}], seq=i)
+    for thread in threads:
+        thread.join()
+    assert sum(done) == 1000 and owner.count("Task") == 1000 and owner.seq == 19
+    for store in (owner, *stores):
+        store.close()

@@ -182,8 +182,9 @@ class PlanWorker(Worker):
 
     def _activation(self, plan: Doc, progress: Doc) -> activation.Activation:
         return activation.Activation(self.couch, self.db, plan, progress, self.paths, self.own_writes, self.model,
-                                     batch_size=max(100, self.settings.batch_size), shard=self.settings.shard,
-                                     audit_db=self.settings.dbs.audit, attempts=self.settings.change_attempts)
+                                     batch_size=max(activation.WRITE_CHUNK, self.settings.batch_size),
+                                     shard=self.settings.shard, audit_db=self.settings.dbs.audit,
+                                     attempts=self.settings.change_attempts)
 
     def _scan(self) -> None:
         if self._scanned or self.couch.db_info(self.db) is None:

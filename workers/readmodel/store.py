@@ -45,6 +45,11 @@ CREATE INDEX IF NOT EXISTS refs_by_id ON refs (id);
 CHUNK = 500  # ids per IN (...) query (SQLite's default limit of host parameters is 999 on old builds)
 
 
+def _generation(rev: str) -> int:
+    head = rev.partition("-")[0]
+    return int(head) if head.isdigit() else 0
+
+
 class CorruptIndex(Exception):
     """The index file cannot be used (not SQLite, damaged, another schema): it is rebuilt."""
 
@@ -166,18 +171,26 @@ class Store:
 
     # ------------------------------------------------------------------ writes
 
-    def apply(self, docs: Iterable[Doc], seq: Any = None) -> int:
+    def apply(self, docs: Iterable[Doc], seq: Any = None, *, newer_only: bool = False) -> int:
         """Put or remove documents (a deleted one, or one of a type not indexed, is removed) and, in the same
-        transaction, record the feed position ``seq`` (when given). Returns how many documents it stored."""
+        transaction, record the feed position ``seq`` (when given). Returns how many documents it stored.
+
+        ``newer_only``: what the worker has just written (:meth:`ReadModel.remember`), which the feed may have
+        brought in already, at that revision or a later one: a document is left as it is when the index holds
+        a revision of the same or a higher generation, so an answer that arrives late never rolls it back."""
         latest: dict[str, Doc] = {}
         for doc in docs:
             doc_id = str(doc.get("_id", ""))
             if doc_id and not doc_id.startswith("_"):
                 latest[doc_id] = doc
-        ids = list(latest)
-        kept = [d for d in latest.values() if not d.get("_deleted") and d.get("type") in INDEXED_TYPES]
-        gone = [(i,) for i, d in latest.items() if d.get("_deleted") or d.get("type") not in INDEXED_TYPES]
         with self.batch():
+            held = self.revs(list(latest)) if newer_only else None
+            if held is not None:
+                latest = {i: d for i, d in latest.items()
+                          if i not in held or _generation(held[i]) < _generation(str(d.get("_rev", "")))}
+            ids = list(latest) if held is None else [i for i in latest if i in held]  # refs to drop first
+            kept = [d for d in latest.values() if not d.get("_deleted") and d.get("type") in INDEXED_TYPES]
+            gone = [(i,) for i, d in latest.items() if d.get("_deleted") or d.get("type") not in INDEXED_TYPES]
             for start in range(0, len(ids), CHUNK):
                 part = ids[start : start + CHUNK]
                 self._db.execute(f"DELETE FROM refs WHERE id IN ({','.join('?' * len(part))})", part)
@@ -191,6 +204,13 @@ class Store:
             if seq is not None:
                 self._db.execute("INSERT OR REPLACE INTO meta (k, v) VALUES ('seq', ?)", (json.dumps(seq),))
         return len(kept)
+
+    def clear(self) -> None:
+        """Forget every document and the feed position (before a snapshot fills the index again)."""
+        with self.batch():
+            self._db.execute("DELETE FROM refs")
+            self._db.execute("DELETE FROM docs")
+            self._db.execute("DELETE FROM meta WHERE k = 'seq'")
 
     # ------------------------------------------------------------------ reads
 
