@@ -92,7 +92,9 @@ def activation_pass(couch: Couch, settings: Settings, kind: str, n: int, *, raw:
     out: dict[str, Any] = {}
     if trace:
         tracemalloc.start()
+    cpu = time.process_time()
     out["activation_s"], stats = run_workers(couch, settings, ["plans"])
+    out["cpu_s"] = time.process_time() - cpu  # the worker's own CPU (every thread): what it leaves the server
     if trace:
         out["tracemalloc_peak_mib"] = tracemalloc.get_traced_memory()[1] / 2**20
         tracemalloc.stop()
@@ -163,6 +165,8 @@ def report(m: dict[str, Any]) -> None:
         worker = rate(p["tasks_written"], p["activation_s"])
         print(f"  activation {n:<5} {p['activation_s']:8.1f} s  {p['tasks_written']:,} tasks written "
               f"({p['tasks']:,} decided, state {p['state']}, {p['parked']} parked)  {worker:8,.0f} tasks/s")
+        print(f"  worker CPU       {p['cpu_s']:8.1f} s  ({p['cpu_s'] / p['activation_s']:.2f} of a core on average, "
+              f"{p['cpu_s'] / max(1, p['tasks_written']) * 1e6:,.0f} us per task)")
         if "raw_s" in p:
             raw = rate(p["raw_tasks"], p["raw_s"])
             ratios.append(worker / raw)
