@@ -57,6 +57,7 @@ def test_apply_reads_and_deletes(tmp_path: Path) -> None:
     assert [d["_id"] for d in store.by_key("member", ["f1"])["f1"]] == ["m1"]
     assert [d["_id"] for d in store.by_key("task-group", ["oa"], "p")["oa"]] == ["t1"]
     assert store.by_key("task-group", ["oa"], "q")["oa"] == []
+    assert store.keys_of("task-group", "p") == ["oa"] and store.keys_of("child") == ["d", "oa"]
     assert store.get("t1", "Task") is not None and store.get("t1", "Client") is None
     # a move replaces the keys; a deletion removes them
     store.apply([{**DOCS[2], "_rev": "2-b", "properties": {"parentId": "d"}}, {"_id": "t1", "_deleted": True}])

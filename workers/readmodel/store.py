@@ -244,6 +244,12 @@ class Store:
                 out.setdefault(str(k1), []).append(json.loads(body))
         return out
 
+    def keys_of(self, tag: str, k2: str | None = None) -> list[str]:
+        """Every k1 under ``tag`` (and ``k2``), in order: e.g. the jurisdictions holding a plan's tasks."""
+        query = ("SELECT DISTINCT k1 FROM refs WHERE tag = ?" + (" AND k2 = ?" if k2 is not None else "")
+                 + " ORDER BY k1")
+        return [str(k) for (k,) in self._db.execute(query, [tag, *([k2] if k2 is not None else [])])]
+
     def any_under(self, tag: str, k1: str) -> bool:
         return self._db.execute("SELECT 1 FROM refs WHERE tag = ? AND k1 = ? LIMIT 1", (tag, k1)).fetchone() is not None
 
