@@ -142,7 +142,7 @@ def initialised(couch: Couch, settings: Settings) -> Settings:
 def cli_env(settings: Settings) -> dict[str, str]:
     """The environment a ``fieldsync`` subprocess needs to talk to the test server with the test prefix."""
     env = dict(os.environ)
-    env["FIELDSYNC_COUCH_URL"] = settings.admin_url()
+    env["FIELDSYNC_COUCH_URL"] = settings.env_url()
     env["FIELDSYNC_DB_PREFIX"] = settings.db_prefix
     env["FIELDSYNC_DATA_DIR"] = str(settings.data_dir)
     env["FIELDSYNC_LOG_FORMAT"] = "json"

@@ -1,71 +1,29 @@
-"""The one module that speaks HTTP to CouchDB (or the embedded PouchDB Server), on python-couchdb's HTTP layer.
+"""The CouchDB API fieldsync uses, on :mod:`workers.transport` (the only module that speaks HTTP).
 
-- every request has a timeout; feeds have their own, client-side, because PouchDB Server ignores ``timeout``;
-- transient failures (connection refused/reset/timed out, 5xx, 429) are retried a bounded number of times
-  with exponential backoff, each attempt logged, the last error re-raised as our own exception;
-- errors become :mod:`workers.errors` exceptions with one-line messages that never carry credentials;
-- ``seq`` values are opaque: stored and passed back exactly as the server gave them;
-- bulk reads (``_bulk_get``, falling back to ``_all_docs?keys=`` with ``open_revs`` where missing) and bulk
-  writes (``_bulk_docs``).
+- documents, bulk reads (``_bulk_get``, falling back to single reads where the server lacks it) and bulk writes
+  (``_bulk_docs``), views paged in bounded memory, ``_changes`` pages, ``_local`` checkpoints, purge;
+- ``seq`` values are opaque: stored and passed back exactly as the server gave them (on a cluster the same
+  position reads differently from one request to the next, and any node takes any of them);
+- ``supports(feature)`` asks the server about that feature itself, once per server; only an answer that says the
+  endpoint is missing (400, 404, 501) turns a feature off, never a failure (5xx after retries).
+
+A client may know several nodes of one cluster: requests fail over between them (:mod:`workers.nodes`).
 """
 
 from __future__ import annotations
 
-import errno
-import json
-import logging
-import socket
-import time
+import threading
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, urlencode
 
-from couchdb import http as couch_http
-
-from workers.errors import (
-    Conflict,
-    FieldsyncError,
-    Forbidden,
-    NotFound,
-    ServerError,
-    ServerUnreachable,
-    Unauthorized,
-)
-from workers.logs import log_event
+from workers.errors import Conflict, Forbidden, NotFound, ServerError, ServerUnreachable, Unauthorized
+from workers.nodes import NodeList, RetryPolicy, is_unsupported
 from workers.settings import Settings
-
-log = logging.getLogger("fieldsync.couch")
+from workers.transport import Transport
 
 Doc = dict[str, Any]
-TRANSIENT_STATUS = {429, 500, 502, 503, 504}
-SOCKET_ERRNOS = {errno.ECONNREFUSED, errno.ECONNRESET, errno.EPIPE, errno.ETIMEDOUT, errno.ECONNABORTED}
-
-
-class _NoCache:
-    """python-couchdb caches GET bodies by ETag without bound; fieldsync reads fresh data."""
-
-    def get(self, url: str) -> None:
-        return None
-
-    def put(self, url: str, response: Any) -> None:
-        return None
-
-    def remove(self, url: str) -> None:
-        return None
-
-
-def _session(timeout: float) -> couch_http.Session:
-    # one immediate socket-level retry covers a keep-alive connection the server closed meanwhile
-    session = couch_http.Session(timeout=timeout, retry_delays=[0])
-    session.cache = _NoCache()
-    return session
-
-
-class _Transient(Exception):
-    def __init__(self, error: FieldsyncError) -> None:
-        super().__init__(str(error))
-        self.error = error
 
 
 @dataclass
@@ -88,89 +46,81 @@ COUCHDB = "couchdb"
 POUCHDB_SERVER = "pouchdb-server"
 UNKNOWN_SERVER = "unknown"
 
-# feature -> the kinds of server that have it. PouchDB Server 4.2 has no ``_db_updates`` and no ``_purge``, and
-# ignores ``startkey_docid`` on views (a page starting at a key always starts at that key's first row).
-FEATURES: dict[str, frozenset[str]] = {
-    "purge": frozenset({COUCHDB}),
-    "db_updates": frozenset({COUCHDB}),
-    "startkey_docid": frozenset({COUCHDB}),
-    "bulk_get": frozenset({COUCHDB, POUCHDB_SERVER, UNKNOWN_SERVER}),  # tried; off once it answers 404
-}
+# The features a server may lack, each found out by asking the server (``Couch.supports``). PouchDB Server 4.2 has
+# no ``_db_updates`` and no ``_purge``, and ignores ``startkey_docid`` on views.
+FEATURES = ("purge", "db_updates", "startkey_docid", "bulk_get")
 
 
-def _encode_params(params: dict[str, Any] | None) -> str:
-    if not params:
-        return ""
-    pairs: list[tuple[str, str]] = []
-    for key, value in params.items():
-        if value is None:
-            continue
-        if key == "open_revs" and value == "all":
-            pairs.append((key, "all"))  # the one bare word: CouchDB refuses a quoted "all" (400)
-        elif key in ("key", "keys", "startkey", "endkey", "start_key", "end_key", "open_revs") or isinstance(
-            value, bool | list | dict
-        ):
-            pairs.append((key, json.dumps(value, separators=(",", ":"))))
-        else:
-            pairs.append((key, str(value)))
-    return "?" + urlencode(pairs) if pairs else ""
+class _Facts:
+    """What one server was found to be (``GET /``, its features), shared by every client of it (clones, users)."""
 
-
-def _path(parts: Sequence[str]) -> str:
-    out = []
-    for part in parts:
-        # design documents and _local documents keep their slash
-        if part.startswith("_design/") or part.startswith("_local/"):
-            head, _, tail = part.partition("/")
-            out.append(f"{head}/{quote(tail, safe='')}")
-        else:
-            out.append(quote(part, safe=""))
-    return "/".join(out)
+    def __init__(self) -> None:
+        self.info: Doc | None = None
+        self.features: dict[str, bool] = {}
+        self.lock = threading.Lock()
 
 
 class Couch:
-    """A CouchDB server, as one user (usually the admin)."""
+    """A CouchDB server (one node, or several nodes of one cluster), as one user (usually the admin)."""
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         credentials: tuple[str, str] | None = None,
         *,
         timeout: float = 30.0,
         retries: int = 4,
         backoff: float = 0.25,
+        home: int = 0,
+        failback_after: float = 30.0,
+        nodes: NodeList | None = None,
+        facts: _Facts | None = None,
     ) -> None:
-        self.url = url.rstrip("/")
+        urls = [url] if isinstance(url, str) else list(url)
+        self.nodes = nodes or NodeList(urls, home=home, failback_after=failback_after)
         self.credentials = credentials
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
-        self._session = _session(timeout)
-        self._features: dict[str, bool] = {}
-        self._server_info: Doc | None = None
+        self._transport = Transport(self.nodes, credentials, timeout=timeout, policy=RetryPolicy(retries, backoff))
+        self._facts = facts or _Facts()
+
+    @property
+    def url(self) -> str:
+        """The home node's URL (without credentials): what this client asks first."""
+        return self.nodes.home_url
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        return self.nodes.urls
+
+    def _sibling(self, credentials: tuple[str, str] | None) -> Couch:
+        return Couch(self.urls, credentials, timeout=self.timeout, retries=self.retries, backoff=self.backoff,
+                     nodes=self.nodes, facts=self._facts)
 
     def clone(self) -> Couch:
-        """The same server and user on a connection pool of its own (for another thread)."""
-        return Couch(self.url, self.credentials, timeout=self.timeout, retries=self.retries, backoff=self.backoff)
+        """The same server and user on a connection pool of its own (for another thread); the nodes' health and
+        the server's features are shared."""
+        return self._sibling(self.credentials)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Couch:
         return cls(
-            settings.couch_url,
+            settings.couch_nodes,
             settings.credentials,
             timeout=settings.http_timeout,
             retries=settings.http_retries,
+            home=settings.shard[0],
+            failback_after=settings.failback_seconds,
         )
 
     def as_user(self, name: str, password: str) -> Couch:
         """The same server, seen by another account."""
-        return Couch(self.url, (name, password), timeout=self.timeout, retries=self.retries, backoff=self.backoff)
+        return self._sibling((name, password))
 
     @property
     def user(self) -> str | None:
         return self.credentials[0] if self.credentials else None
-
-    # ------------------------------------------------------------------ the request, retried and translated
 
     def request(
         self,
@@ -181,59 +131,8 @@ class Couch:
         timeout: float | None = None,
         retries: int | None = None,
     ) -> Any:
-        url = f"{self.url}/{_path(path)}{_encode_params(params)}"
-        what = f"{method} /{'/'.join(path)}"
-        attempts = (self.retries if retries is None else retries) + 1
-        for attempt in range(1, attempts + 1):
-            try:
-                return self._once(method, url, body, what, timeout)
-            except _Transient as transient:
-                if attempt >= attempts:
-                    raise transient.error from None
-                delay = self.backoff * (2 ** (attempt - 1))
-                log_event(
-                    log, "retry", logging.INFO, request=what, attempt=attempt, of=attempts,
-                    wait_s=round(delay, 2), error=str(transient.error),
-                )
-                time.sleep(delay)
-        raise AssertionError("unreachable")
-
-    def _once(self, method: str, url: str, body: Any, what: str, timeout: float | None) -> Any:
-        session = self._session
-        if timeout is not None and timeout != self.timeout:
-            session = _session(timeout)
-        try:
-            _status, _headers, data = session.request(method, url, body=body, credentials=self.credentials)
-        except couch_http.Unauthorized as exc:
-            raise Unauthorized(f"{what}: unauthorized ({_reason(exc)}): check the user name and password") from None
-        except couch_http.Forbidden as exc:
-            raise Forbidden(f"{what}: forbidden ({_reason(exc)})") from None
-        except couch_http.ResourceNotFound as exc:
-            raise NotFound(f"{what}: not found ({_reason(exc)})") from None
-        except (couch_http.ResourceConflict, couch_http.PreconditionFailed) as exc:
-            raise Conflict(f"{what}: conflict ({_reason(exc)})") from None
-        except couch_http.ServerError as exc:
-            status, reason = _server_error(exc)
-            error = ServerError(f"{what}: server error {status} ({reason})", status)
-            if status in TRANSIENT_STATUS:
-                raise _Transient(error) from None
-            raise error from None
-        except TimeoutError:
-            raise _Transient(ServerUnreachable(f"{what}: {self.url} did not answer within the timeout")) from None
-        except OSError as exc:
-            code = exc.args[0] if exc.args else None
-            message = f"{what}: cannot reach {self.url} ({exc.strerror or exc.__class__.__name__})"
-            if code in SOCKET_ERRNOS or isinstance(exc, ConnectionError | socket.gaierror):
-                raise _Transient(ServerUnreachable(message)) from None
-            raise ServerUnreachable(message) from None
-        if data is None:
-            return None
-        raw = data.read()
-        if hasattr(data, "close"):
-            data.close()
-        if not raw:
-            return None
-        return json.loads(raw)
+        """One request (``path`` parts are escaped), retried and failed over by the transport."""
+        return self._transport.request(method, path, body=body, params=params, timeout=timeout, retries=retries)
 
     # ------------------------------------------------------------------ server
 
@@ -251,7 +150,7 @@ class Couch:
 
     def server_kind(self) -> str:
         """``couchdb`` (Apache CouchDB, or a server answering as it) or ``pouchdb-server`` (express-pouchdb),
-        from ``GET /``, asked once per client."""
+        from ``GET /``, asked once per server."""
         info = self._info()
         if "express-pouchdb" in info:
             return POUCHDB_SERVER
@@ -270,19 +169,57 @@ class Couch:
         return f"{name} {info.get('version', '?')}"
 
     def supports(self, feature: str) -> bool:
-        """Whether the server has ``feature`` (see ``FEATURES``: ``purge``, ``db_updates``, ``startkey_docid``,
-        ``bulk_get``), by the kind of server ``GET /`` says it is; a feature found missing at run time (an
-        endpoint answering 404 or 501) stays off for this client."""
+        """Whether the server has ``feature`` (``purge``, ``db_updates``, ``startkey_docid``, ``bulk_get``), found
+        out by asking the server for that feature itself, once per server (see ``_probe``). A failure to ask
+        (unreachable, 5xx after retries) is raised and nothing is remembered; only an answer that says the
+        endpoint is missing (400, 404, 501) makes it False."""
         if feature not in FEATURES:
             raise ValueError(f"unknown feature {feature!r} (known: {', '.join(sorted(FEATURES))})")
-        if feature not in self._features:
-            self._features[feature] = self.server_kind() in FEATURES[feature]
-        return self._features[feature]
+        known = self._facts.features.get(feature)
+        if known is not None:
+            return known
+        found = self._probe(feature)
+        with self._facts.lock:
+            self._facts.features.setdefault(feature, found)
+            return self._facts.features[feature]
+
+    def _probe(self, feature: str) -> bool:
+        """Ask the server for ``feature`` with a request that changes nothing: an empty ``_purge`` and a
+        ``_bulk_get`` of a missing id on ``_users`` (every server has it), one ``_db_updates`` row, and for
+        ``startkey_docid`` a view page in a scratch database (created and removed here) whose rows share one key.
+        A client that may not ask (401/403: not an admin) goes by the kind of server instead."""
+        try:
+            if feature == "purge":
+                self.request("POST", "_users", "_purge", body={})
+            elif feature == "bulk_get":
+                self.request("POST", "_users", "_bulk_get", body={"docs": [{"id": "fieldsync-probe"}]})
+            elif feature == "db_updates":
+                self.request("GET", "_db_updates", params={"limit": 1, "timeout": 0})
+            else:
+                return self._probe_startkey_docid()
+        except (NotFound, ServerError) as exc:
+            if is_unsupported(404 if isinstance(exc, NotFound) else exc.status):
+                return False
+            raise
+        except (Unauthorized, Forbidden):
+            return self.server_kind() == COUCHDB or feature == "bulk_get"
+        return True
+
+    def _probe_startkey_docid(self) -> bool:
+        db = f"fieldsync-probe-{uuid.uuid4().hex[:12]}"
+        self.request("PUT", db)
+        try:
+            self.request("PUT", db, "_design/p", body={"views": {"k": {"map": "function (doc) { emit(1, 1); }"}}})
+            self.bulk_docs(db, [{"_id": "a"}, {"_id": "b"}])
+            rows = self.view(db, "p", "k", startkey=1, startkey_docid="b")
+            return [row["id"] for row in rows] == ["b"]
+        finally:
+            self.delete_db(db)
 
     def _info(self) -> Doc:
-        if self._server_info is None:
-            self._server_info = self.server_info()
-        return self._server_info
+        if self._facts.info is None:
+            self._facts.info = self.server_info()
+        return self._facts.info
 
     # ------------------------------------------------------------------ databases
 
@@ -385,21 +322,17 @@ class Couch:
         """Specific revisions (id, rev) in one request; deleted revisions come back with ``_deleted``."""
         if not refs:
             return []
+        docs: list[Doc] = []
         if self.supports("bulk_get"):
-            try:
-                result = self.request(
-                    "POST", db, "_bulk_get", body={"docs": [{"id": i, "rev": r} for i, r in refs]},
-                    params={"revs": revs} if revs else None,
-                )
-                docs: list[Doc] = []
-                for item in result.get("results", []):
-                    for entry in item.get("docs", []):
-                        if "ok" in entry:
-                            docs.append(entry["ok"])
-                return docs
-            except (NotFound, ServerError):
-                self._features["bulk_get"] = False
-        docs = []
+            result = self.request(
+                "POST", db, "_bulk_get", body={"docs": [{"id": i, "rev": r} for i, r in refs]},
+                params={"revs": revs} if revs else None,
+            )
+            for item in result.get("results", []):
+                for entry in item.get("docs", []):
+                    if "ok" in entry:
+                        docs.append(entry["ok"])
+            return docs
         for doc_id, rev in refs:
             found = self.get(db, doc_id, rev=rev, revs=revs or None)
             if found is not None:
@@ -563,32 +496,8 @@ class Couch:
         if not docs:
             return 0
         if self.supports("purge"):
-            try:
-                self.request("POST", db, "_purge", body={d["_id"]: [d["_rev"]] for d in docs})
-                return len(docs)
-            except (ServerError, NotFound):
-                self._features["purge"] = False
+            self.request("POST", db, "_purge", body={d["_id"]: [d["_rev"]] for d in docs})
+            return len(docs)
         tombstones = [{"_id": d["_id"], "_rev": d["_rev"], "_deleted": True} for d in docs]
         results = self.bulk_docs(db, tombstones)
         return sum(1 for r in results if not r.get("error"))
-
-
-def _reason(exc: Exception) -> str:
-    arg = exc.args[0] if exc.args else ""
-    if isinstance(arg, tuple):
-        return ": ".join(str(a) for a in arg if a)
-    if isinstance(arg, bytes):
-        return arg.decode("utf-8", "replace")[:200]
-    return str(arg)[:200]
-
-
-def _server_error(exc: couch_http.ServerError) -> tuple[int, str]:
-    arg = exc.args[0] if exc.args else (500, "")
-    if isinstance(arg, tuple) and len(arg) == 2:
-        status, detail = arg
-        if isinstance(detail, tuple):
-            detail = ": ".join(str(d) for d in detail if d)
-        elif isinstance(detail, bytes):
-            detail = detail.decode("utf-8", "replace")
-        return int(status), str(detail)[:200]
-    return 500, str(arg)[:200]
