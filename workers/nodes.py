@@ -97,14 +97,16 @@ class NodeList:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How many attempts one request gets and the wait after each failed one."""
+    """How many attempts one request gets and the wait after each failed one: ``retries`` counts rounds over the
+    nodes, so a single node gets ``retries + 1`` attempts and three nodes three times as many."""
 
     retries: int = 4
     backoff: float = 0.25
 
-    @property
-    def attempts(self) -> int:
-        return self.retries + 1
+    def attempts(self, nodes: int = 1, retries: int | None = None) -> int:
+        """Attempts of one request: ``retries + 1`` rounds over the nodes (a cluster that just lost a node may
+        answer "nodedown" from every live node for a moment: each round gives it more time)."""
+        return ((self.retries if retries is None else retries) + 1) * max(1, nodes)
 
     def wait(self, failed_attempts: int, nodes: int) -> float:
         """Seconds to wait after ``failed_attempts`` failures in a row of one request over ``nodes`` nodes: none while

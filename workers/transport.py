@@ -115,7 +115,7 @@ class Transport:
         """One request, retried and failed over; the answer's JSON (None for an empty body)."""
         tail = f"{encode_path(path)}{encode_params(params)}"
         what = f"{method} /{'/'.join(path)}"
-        attempts = self.policy.attempts if retries is None else retries + 1
+        attempts = self.policy.attempts(len(self.nodes), retries)
         index = self.nodes.current()
         for attempt in range(1, attempts + 1):
             base = self.nodes.urls[index]
@@ -158,7 +158,12 @@ class Transport:
         except couch_http.ResourceNotFound as exc:
             raise NotFound(f"{what}: not found ({_reason(exc)})") from None
         except (couch_http.ResourceConflict, couch_http.PreconditionFailed) as exc:
-            raise Conflict(f"{what}: conflict ({_reason(exc)})") from None
+            reason = _reason(exc)
+            if "nodedown" in reason:
+                # a cluster that lost a node answers a read it could not gather with 409/412 "nodedown: progress
+                # not possible" for a moment: not a revision conflict, a failure worth another node
+                raise _Transient(ServerUnreachable(f"{what}: the cluster could not serve it ({reason})")) from None
+            raise Conflict(f"{what}: conflict ({reason})") from None
         except couch_http.ServerError as exc:
             status, reason = _server_error(exc)
             error = ServerError(f"{what}: server error {status} ({reason})", status)

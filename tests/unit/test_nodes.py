@@ -94,7 +94,8 @@ def test_a_single_node_never_switches() -> None:
 
 def test_policy_fails_over_at_once_and_backs_off_per_round() -> None:
     policy = RetryPolicy(retries=5, backoff=0.25)
-    assert policy.attempts == 6
+    assert policy.attempts() == 6 and policy.attempts(3) == 18  # rounds over the nodes
+    assert policy.attempts(3, retries=0) == 3  # "no retry" still asks each node once
     assert [policy.wait(k, 3) for k in range(1, 7)] == [0, 0, 0.25, 0, 0, 0.5]
     assert [policy.wait(k, 1) for k in range(1, 5)] == [0.25, 0.5, 1.0, 2.0]  # one node: plain backoff
 
