@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
+from workers.settings import Settings
+
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
@@ -267,7 +269,12 @@ def test_fieldsync_services(services: dict[str, dict[str, Any]], name: str, comm
     assert service["depends_on"]["init"]["condition"] == "service_completed_successfully"
     assert service["restart"] == "unless-stopped"
     url = interpolate(env_of(service)["FIELDSYNC_COUCH_URL"], DUMMY_ENV)
-    assert url == f"http://{DUMMY_ENV['COUCHDB_USER']}:{DUMMY_ENV['COUCHDB_PASSWORD']}@couchdb1:5984"
+    # every node, so that the workers fail over when one is lost (the path tests/integration/test_node_loss.py takes)
+    assert url == (f"http://{DUMMY_ENV['COUCHDB_USER']}:{DUMMY_ENV['COUCHDB_PASSWORD']}@couchdb1:5984,"
+                   "http://couchdb2:5984,http://couchdb3:5984")
+    settings = Settings.from_env({"FIELDSYNC_COUCH_URL": url})
+    assert settings.couch_nodes == [f"http://{n}:5984" for n in NODES]
+    assert settings.credentials == (DUMMY_ENV["COUCHDB_USER"], DUMMY_ENV["COUCHDB_PASSWORD"])
 
 
 def test_dockerfile_builds_the_package_for_fieldsync(dockerfile: list[tuple[str, str]]) -> None:
