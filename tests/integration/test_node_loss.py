@@ -21,16 +21,16 @@ from test_interactions import T0, _daily, _events, _left, _record, tracked  # no
 from test_kill import _activate, _log, _seed, _task_ids, _wait_for, _worker
 
 from bench.common import count_conflicted
+from demo.devices import Device
+from demo.synthetic import AreaSize
 from summarizer import job
 from summarizer.merge import merge_day
 from workers import provision
 from workers.couch import Couch
-from workers.devicesim import Device
 from workers.evaluator.engine import activate
 from workers.evaluator.lookup import InMemoryLookup
 from workers.plans import activation
 from workers.settings import Settings
-from workers.synthetic import AreaSize
 
 HOME = 1  # the node every client here asks first (shard 0/1)
 FAILBACK = "3"  # seconds before a failed node is tried again
