@@ -20,7 +20,9 @@ def _revisions(couch: Couch, settings: Settings) -> dict[str, object]:
         state[f"{db}/_security"] = couch.get_security(db)
         for row in couch.all_docs(db, include_docs=False):
             state[f"{db}/{row['id']}"] = row["value"]["rev"]
-        state[f"{db}/update_seq"] = couch.update_seq(db)
+        # not update_seq: sequences are opaque, and a cluster encodes one position differently from read to read
+        info = couch.db_info(db) or {}
+        state[f"{db}/counts"] = (info.get("doc_count"), info.get("doc_del_count"))
     return state
 
 
