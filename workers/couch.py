@@ -185,7 +185,8 @@ class Couch:
 
     def _probe(self, feature: str) -> bool:
         """Ask the server for ``feature`` with a request that changes nothing: an empty ``_purge`` and a
-        ``_bulk_get`` of a missing id on ``_users`` (every server has it), one ``_db_updates`` row, and for
+        ``_bulk_get`` of a missing id on ``_users`` (every server has it), one ``_db_updates`` row (a 404 for its
+        missing ``_global_changes`` database still says the endpoint is there), and for
         ``startkey_docid`` a view page in a scratch database (created and removed here) whose rows share one key.
         A client that may not ask (401/403: not an admin) goes by the kind of server instead."""
         try:
@@ -194,7 +195,12 @@ class Couch:
             elif feature == "bulk_get":
                 self.request("POST", "_users", "_bulk_get", body={"docs": [{"id": "fieldsync-probe"}]})
             elif feature == "db_updates":
-                self.request("GET", "_db_updates", params={"limit": 1, "timeout": 0})
+                try:
+                    self.request("GET", "_db_updates", params={"limit": 1, "timeout": 0})
+                except NotFound as missing:
+                    # the endpoint is there, its _global_changes database not yet (``fieldsync init`` makes it)
+                    if "does not exist" not in str(missing):
+                        raise
             else:
                 return self._probe_startkey_docid()
         except (NotFound, ServerError) as exc:

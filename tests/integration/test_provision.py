@@ -170,11 +170,9 @@ def test_features_found_by_asking_match_the_kind_of_server(couch: Couch, server_
     on_couchdb = server_kind == "couchdb"
     assert server_kind in ("couchdb", "pouchdb-server")
     assert couch.describe().startswith("Apache CouchDB 3." if on_couchdb else "PouchDB Server")
-    for feature in ("purge", "startkey_docid"):
+    for feature in ("purge", "db_updates", "startkey_docid"):
         assert couch.supports(feature) is on_couchdb, feature
     assert couch.supports("bulk_get") is True
-    # CouchDB serves _db_updates from its _global_changes database, which a node set up without it lacks
-    assert couch.supports("db_updates") is (on_couchdb and couch.db_info("_global_changes") is not None)
     with pytest.raises(ValueError, match="unknown feature"):
         couch.supports("teleport")
 
