@@ -15,6 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from areaworld import NORTH, assign, register_structure, structure, user_url, world  # noqa: F401
 from clusternodes import Cluster, cluster, events  # noqa: F401
 from test_interactions import T0, _daily, _events, _left, _record, tracked  # noqa: F401
@@ -59,6 +60,7 @@ def _no_conflicts(couch: Couch, *dbs: str) -> None:
         assert total > 0 and conflicted == 0, f"{db}: {conflicted} of {total} documents in conflict"
 
 
+@pytest.mark.timeout(1800)  # 5,000 structures loaded, digested and activated on three nodes of a shared machine
 def test_node_lost_during_an_activation_of_5000_structures(
     cluster: Cluster, couch: Couch, initialised: Settings, cli_env: dict[str, str]  # noqa: F811
 ) -> None:
