@@ -95,6 +95,7 @@ def activation_pass(couch: Couch, settings: Settings, kind: str, n: int, *, raw:
     cpu = time.process_time()
     out["activation_s"], stats = run_workers(couch, settings, ["plans"])
     out["cpu_s"] = time.process_time() - cpu  # the worker's own CPU (every thread): what it leaves the server
+    out["rss_after_activation_mib"] = maxrss_mib()  # before the raw pass, which holds the plan's tasks
     if trace:
         out["tracemalloc_peak_mib"] = tracemalloc.get_traced_memory()[1] / 2**20
         tracemalloc.stop()
@@ -156,8 +157,7 @@ def measure(structures: int, per_area: int, *, raw: bool, trace: bool, kind: str
         out["digest_changes"] = stats.changes
         out["rss_before_activation_mib"] = maxrss_mib()
         out["passes"] = [activation_pass(couch, settings, kind, n, raw=raw, trace=trace) for n in range(repeat)]
-        out["rss_after_activation_mib"] = maxrss_mib()
-        out.update(out["passes"][0])
+        out.update(out["passes"][0])  # the peak RSS of the first activation: later ones follow a raw pass
         if raw:
             out.update(rebuild(couch, settings, server.data_dir))
     return out
