@@ -18,7 +18,7 @@ exists already is never rewritten by a create action.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any
@@ -242,12 +242,15 @@ def activation_batches(
     owner: str = "fieldsync",
     paths: PathEngine | None = None,
     record: list[tuple[str, str, bool]] | None = None,
+    mine: Callable[[str], bool] | None = None,
 ) -> Iterator[Batch]:
     """Evaluate a plan's ``plan-activation`` actions jurisdiction by jurisdiction (the plan's jurisdictions,
     then their descendants, in a fixed order), yielding the tasks to write in batches of ``batch_size``.
 
     ``resume_after``: the last jurisdiction whose final batch was written; the walk restarts after it.
     Generation is deterministic (ids from plan, action and entity), so replaying a jurisdiction is harmless.
+    ``mine``: a worker's share (``FIELDSYNC_WORKER_SHARD``): a jurisdiction it is false for is passed with an
+    empty last batch, not evaluated (another worker evaluates it).
     """
     model = _plan(plan)
     engine = paths or PathEngine()
@@ -257,6 +260,9 @@ def activation_batches(
         if skipping:
             if jid == resume_after:
                 skipping = False
+            continue
+        if mine is not None and not mine(jid):
+            yield Batch(jid, [], True, 0, 0)
             continue
         begin = getattr(lookup, "begin_jurisdiction", None)
         if begin is not None:  # a lookup that prefetches what one jurisdiction's evaluation reads

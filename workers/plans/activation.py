@@ -109,8 +109,10 @@ class Activation:
             codes = [j.get("code") for j in self.plan.get("jurisdiction") or []]
             self.progress["jurisdictionsTotal"] = sum(1 for _ in jurisdictions([c for c in codes if c], lookup))
         now = datetime.now(UTC)
+        count = self.shard[1]
         return activation_batches(self.plan, lookup, now, batch_size=self.batch_size,
-                                  resume_after=self.progress.get("resumeAfter"), paths=self.paths)
+                                  resume_after=self.progress.get("resumeAfter"), paths=self.paths,
+                                  mine=(lambda jid: shard_of(jid, count) == self.shard[0]) if count > 1 else None)
 
     def step(self) -> bool:
         """Write the next batch; False once the activation is done. On any error (the server gone, a write
@@ -174,8 +176,7 @@ class Activation:
             return False
         self._settle(PIPELINE - 1)
         self._current = batch.jurisdiction_id
-        mine = self.shard[1] == 1 or shard_of(batch.jurisdiction_id, self.shard[1]) == self.shard[0]
-        docs = [dict(t) for t in batch.tasks] if mine else []
+        docs = [dict(t) for t in batch.tasks]  # of this worker's share only (activation_batches' ``mine``)
         self._inflight.append((batch, docs, self._writer().submit(self._write, docs) if docs else None, started))
         return True
 

@@ -9,6 +9,7 @@ from evaluator_helpers import NOW, event, family, fixture, jurisdiction, structu
 from workers.evaluator.engine import activate, activation_batches, evaluate_event
 from workers.evaluator.lookup import InMemoryLookup
 from workers.evaluator.tasks import NAMESPACE, task_id
+from workers.follower import shard_of
 
 
 def _scoped_plan() -> dict:
@@ -79,6 +80,25 @@ def test_activation_batches_and_resumes_after_a_checkpoint() -> None:
     resumed = list(activation_batches(plan, lookup, NOW, batch_size=4, resume_after="oa-a"))
     assert [b.jurisdiction_id for b in resumed] == ["oa-b"]
     assert [t["_id"] for t in resumed[0].tasks] == [t["_id"] for t in batches[-1].tasks]
+
+
+def test_sharded_workers_evaluate_only_their_jurisdictions_and_together_make_the_whole() -> None:
+    """FIELDSYNC_WORKER_SHARD=i/n: each worker evaluates the jurisdictions of its share only (the others pass
+    as empty, done batches); together the shares give every task of the unsharded activation, once."""
+    plan = fixture("plan_dynamic_fi_thailand_A1.json")
+    top = _area(plan)
+    docs: list[dict] = [plan, jurisdiction(top)]
+    for a in range(6):
+        docs += [jurisdiction(f"oa-{a}", top)] + [structure(f"s-{a}-{i}", f"oa-{a}") for i in range(3)]
+    lookup = InMemoryLookup(docs)
+    whole = sorted(t["_id"] for b in activation_batches(plan, lookup, NOW) for t in b.tasks)
+    shares = []
+    for i in range(3):
+        batches = list(activation_batches(plan, lookup, NOW, mine=lambda j, i=i: shard_of(j, 3) == i))
+        assert all(b.last and not b.tasks and not b.entities for b in batches if shard_of(b.jurisdiction_id, 3) != i)
+        assert {b.jurisdiction_id for b in batches} == {top, *(f"oa-{a}" for a in range(6))}  # every one passed
+        shares.append([t["_id"] for b in batches for t in b.tasks])
+    assert all(shares) and sorted(t for share in shares for t in share) == whole and len(set(whole)) == len(whole)
 
 
 def test_case_confirmation_on_activation_is_generated_from_the_case_details_event() -> None:
