@@ -264,9 +264,7 @@ def activation_batches(
         if mine is not None and not mine(jid):
             yield Batch(jid, [], True, 0, 0)
             continue
-        begin = getattr(lookup, "begin_jurisdiction", None)
-        if begin is not None:  # a lookup that prefetches what one jurisdiction's evaluation reads
-            begin(jid)
+        lookup.begin_jurisdiction(jid)  # a lookup may read ahead what this jurisdiction's evaluation reads
         where = scope(jurisdiction, lookup)
         evaluator = Evaluator(lookup, now, owner=owner, paths=engine, record=record)
         evaluator.evaluate(model, PLAN_ACTIVATION, jid, where=where)

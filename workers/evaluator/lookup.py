@@ -90,6 +90,11 @@ class Lookup(Protocol):
         """Events whose ``locationId`` is the jurisdiction."""
         ...
 
+    def begin_jurisdiction(self, jurisdiction_id: str) -> None:
+        """An activation is about to evaluate this jurisdiction: a lookup may read ahead what that reads (its
+        tasks, at once) and answer from it; the others do nothing."""
+        ...
+
 
 class InMemoryLookup:
     """A ``Lookup`` over a list of documents (tests, the benchmark, small tools). Indexes built once;
@@ -107,6 +112,9 @@ class InMemoryLookup:
         self._events: list[Doc] = []
         for doc in docs:
             self.put(doc)
+
+    def begin_jurisdiction(self, jurisdiction_id: str) -> None:
+        return None  # everything is in memory already
 
     def put(self, doc: Doc) -> None:
         kind = doc.get("type")

@@ -31,6 +31,9 @@ class CouchLookup:
 
     # ------------------------------------------------------------------ helpers
 
+    def begin_jurisdiction(self, jurisdiction_id: str) -> None:
+        return None  # every read is a query of its own (ActivationLookup reads a jurisdiction's tasks ahead)
+
     def _get(self, doc_id: str, doc_type: str) -> Doc | None:
         if doc_id in self._written:
             doc: Doc | None = self._written[doc_id]
