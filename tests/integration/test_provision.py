@@ -177,6 +177,23 @@ def test_features_found_by_asking_match_the_kind_of_server(couch: Couch, server_
         couch.supports("teleport")
 
 
+@pytest.mark.only_on("pouchdb-server", reason="deletion stands in for _purge only where the server has no _purge")
+def test_a_deletion_repeated_after_a_lost_answer_still_counts_what_is_gone(couch: Couch,
+                                                                          initialised: Settings) -> None:
+    """Where deletion stands in for ``_purge`` (the embedded server), a request retried after a timeout meets what
+    its first attempt deleted: those conflicts count as removed; a document changed meanwhile does not."""
+    s = initialised
+    docs = [{"_id": f"twice-{i}", "n": i} for i in range(3)]
+    couch.save_many(s.dbs.main, docs)
+    first = [{"_id": d["_id"], "_rev": d["_rev"], "_deleted": True} for d in docs[:2]]
+    couch.bulk_docs(s.dbs.main, first)  # the first attempt, whose answer was lost
+    edited = {**docs[2], "n": 99}
+    couch.save_many(s.dbs.main, [edited])  # someone else's edit: not removed
+    assert not couch.supports("purge")
+    assert couch.purge_or_delete(s.dbs.main, docs) == 2
+    assert couch.get(s.dbs.main, "twice-2") is not None
+
+
 def test_purge_or_delete_removes_documents_on_either_server(couch: Couch, initialised: Settings) -> None:
     s = initialised
     docs = [{"_id": f"gone-{i}", "n": i} for i in range(3)] + [{"_id": "kept", "n": 9}]
