@@ -59,12 +59,20 @@ class Device:
         result: list[dict[str, Any]] = self.call("allDocs", db=db, conflicts=conflicts)
         return result
 
-    def push(self, db: str, url: str) -> dict[str, Any]:
-        result: dict[str, Any] = self.call("replicate", db=db, url=url, direction="push")
-        return result
+    def push(self, db: str, url: str, timeout: float | None = None) -> dict[str, Any]:
+        """Replicate ``db`` to ``url``; with ``timeout`` (seconds), a replication that has not settled by then is
+        cancelled and raises :class:`DeviceError` named ``timeout``."""
+        return self._replicate(db, url, "push", timeout)
 
-    def pull(self, db: str, url: str) -> dict[str, Any]:
-        result: dict[str, Any] = self.call("replicate", db=db, url=url, direction="pull")
+    def pull(self, db: str, url: str, timeout: float | None = None) -> dict[str, Any]:
+        """Replicate ``url`` into ``db``; ``timeout`` as for :meth:`push`."""
+        return self._replicate(db, url, "pull", timeout)
+
+    def _replicate(self, db: str, url: str, direction: str, timeout: float | None) -> dict[str, Any]:
+        fields: dict[str, Any] = {"db": db, "url": url, "direction": direction}
+        if timeout is not None:
+            fields["timeout_ms"] = int(timeout * 1000)
+        result: dict[str, Any] = self.call("replicate", **fields)
         return result
 
     def close(self) -> None:

@@ -2,7 +2,7 @@
 // A simulated device: real PouchDB databases (LevelDB on disk, as on a phone's app storage) that replicate
 // with the server through the CouchDB replication protocol, driven by JSON lines on stdin:
 //   {"id": 1, "op": "put", "db": "meta", "doc": {...}}            -> {"id": 1, "ok": true, "result": {...}}
-// ops: put, bulk, get, remove, allDocs, replicate (push | pull, to a remote URL), info, close.
+// ops: put, bulk, get, remove, allDocs, replicate (push | pull, to a remote URL; optional timeout_ms), info, close.
 // A failing op answers {"id", "ok": false, "error": {"status", "name", "message"}}; the device goes on.
 
 var path = require('path');
@@ -29,6 +29,29 @@ function remote(url) {
   return new PouchDB(url, { skip_setup: true });
 }
 
+// A replication that has not settled within timeoutMs (when given) is cancelled and reported as an error
+// (name 'timeout'), so that its caller can retry as an app would; without a timeout it may take as long as it takes.
+function settled(rep, timeoutMs) {
+  if (!timeoutMs) { return rep; }
+  var timer;
+  var expired = new Promise(function (resolve, reject) {
+    timer = setTimeout(function () {
+      rep.cancel();
+      var err = new Error('the replication did not settle within ' + timeoutMs + ' ms: cancelled');
+      err.name = 'timeout';
+      err.status = 408;
+      reject(err);
+    }, timeoutMs);
+  });
+  return Promise.race([rep, expired]).then(function (res) {
+    clearTimeout(timer);
+    return res;
+  }, function (err) {
+    clearTimeout(timer);
+    throw err;
+  });
+}
+
 var ops = {
   put: function (m) { return db(m.db).put(m.doc, { force: !!m.force }); },
   bulk: function (m) { return db(m.db).bulkDocs(m.docs, m.new_edits === false ? { new_edits: false } : {}); },
@@ -47,7 +70,7 @@ var ops = {
     var other = remote(m.url);
     var opts = { batch_size: m.batch_size || 100, retry: false };
     var rep = m.direction === 'pull' ? PouchDB.replicate(other, local, opts) : PouchDB.replicate(local, other, opts);
-    return rep.then(function (res) {
+    return settled(rep, m.timeout_ms).then(function (res) {
       return {
         ok: res.ok, status: res.status, docs_read: res.docs_read, docs_written: res.docs_written,
         doc_write_failures: res.doc_write_failures,

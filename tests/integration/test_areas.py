@@ -64,6 +64,22 @@ def test_each_device_gets_its_own_area_only(couch: Couch, world: tuple[Settings,
     assert security["members"]["names"] == ["ana"]
 
 
+def test_a_replication_that_does_not_settle_in_time_is_cancelled_and_the_device_goes_on(
+    couch: Couch, world: tuple[Settings, Doc], tmp_path: Path
+) -> None:
+    """The simulated device's timeout (what the benchmarks use to retry a pull that never settles, as an app
+    would): the replication is cancelled with an error named ``timeout``, and the next one completes."""
+    s, _ = world
+    assign(couch, s, "ana", NORTH)
+    url = user_url(s, "ana", s.dbs.area(NORTH))
+    with Device(tmp_path / "ana", "ana") as ana:
+        with pytest.raises(DeviceError) as late:
+            ana.pull("area", url, timeout=0.001)  # a replication takes several requests: never within 1 ms
+        assert late.value.name == "timeout" and late.value.status == 408
+        assert ana.pull("area", url, timeout=120)["ok"] is True
+        assert {"s-n1", "s-n2", NORTH} <= doc_ids(ana, "area")
+
+
 def test_a_structure_registered_on_a_device_comes_back_with_its_task(
     couch: Couch, world: tuple[Settings, Doc], tmp_path: Path
 ) -> None:
