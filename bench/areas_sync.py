@@ -23,10 +23,12 @@ figure comes with a reference measured on the same server in the same run (the m
    one Node PouchDB process each, replicating as its user) pulls its area database. Then the workers
    ``sync``, ``plans`` and ``conflicts`` run continuously in a background thread (``Runner.run(stop_event)``:
    each follower woken by a longpoll of its feed, the workers side by side, as ``fieldsync work`` runs them)
-   while every device at once (one
-   thread each, a barrier) puts a new residential structure and its ``Register_Structure`` event into its
-   local area database, pushes, and pulls every ``--poll`` seconds until the follow-on IRS task of that
-   structure is in its local database. Per-device round trip = from the put to the pull that brought the task.
+   while every device at once (one thread each, a barrier) puts a new residential structure and its
+   ``Register_Structure`` event into its local area database and pushes; the follow-on IRS task comes back
+   through the live pull every device keeps open after its first pull (PouchDB ``live: true``: a longpoll
+   ``_changes``, as an app holds while open), or, with ``--poll S``, through a pull every S seconds. The
+   first pulls are each given 120 s, then cancelled and tried again (up to 3 times), as an app would.
+   Per-device round trip = from the put to the task being local.
    Prints p50/p95/max, and as the reference the server's raw round trip in the same run, with the workers
    stopped: one device's put of a single structure + push + pull, p50 over ``--ref-tries``. Also printed: the
    same round trip of one device alone first (workers running, the other devices idle, ``--solo-tries``), and
@@ -36,7 +38,7 @@ Run one benchmark at a time (2 shared cores):
 
     .venv/bin/python bench/areas_sync.py                        # both parts, default sizes
     .venv/bin/python bench/areas_sync.py --part fanout [--structures 20000] [--per-area 500] [--template Dynamic-IRS]
-    .venv/bin/python bench/areas_sync.py --part roundtrip [--devices 50] [--areas 10] [--rt-per-area 100] [--poll 0.25]
+    .venv/bin/python bench/areas_sync.py --part roundtrip [--devices 50] [--areas 10] [--rt-per-area 100] [--poll 0]
 """
 
 from __future__ import annotations
@@ -333,6 +335,10 @@ def measure_round_trip(devices: int, areas: int, per_area: int, poll: float, tim
             out["first_pull_retried"] = retried
             out["first_pull_docs"] = sum(int(r.get("docs_written") or 0) for r in first)
 
+            live = poll <= 0
+            if live:  # every device keeps a live pull open, as an app does while open
+                with ThreadPoolExecutor(max_workers=devices) as pool:
+                    list(pool.map(lambda i: fleet[i].live_pull("area", url(i)), range(devices)))
             background = Background(settings, ["sync", "plans", "conflicts"])
             background.start()
             time.sleep(2.0)  # the runner's first discovery and a pass over the (caught-up) feeds
@@ -348,6 +354,10 @@ def measure_round_trip(devices: int, areas: int, per_area: int, poll: float, tim
                 device.put("area", register_structure(eid, sid, area, str(plan["_id"]), user_name(i)))
                 pushed = device.push("area", url(i))
                 push_s = time.perf_counter() - began
+                if live:
+                    got = device.wait_for("area", wanted, max(0.0, timeout - (time.perf_counter() - began)))
+                    return {"s": time.perf_counter() - began, "push_s": push_s, "pulls": 0,
+                            "pushed": pushed.get("docs_written"), "ok": got is not None}
                 pulls = 0
                 while True:
                     device.pull("area", url(i))
@@ -371,6 +381,9 @@ def measure_round_trip(devices: int, areas: int, per_area: int, poll: float, tim
             out["wall_s"] = time.perf_counter() - started
             background.stop.set()
             background.join(timeout=120)
+            if live:
+                for device in fleet:
+                    device.stop_live("area")
             if background.error is not None:
                 raise RuntimeError(f"the workers failed: {background.error!r}")
             out["trips"] = trips
@@ -411,14 +424,16 @@ def report_round_trip(m: dict[str, Any]) -> None:
     if stats is not None:
         print(f"  workers          sync, plans, conflicts in a background thread (awake: woken by their feeds): "
               f"{stats.changes:,} changes, {stats.writes:,} writes, {m['parked']} parked, {m['refused']} refused")
-    print(f"  devices          put structure + Register_Structure, push, pull every {m['poll']} s until the IRS "
-          f"task is local; all done in {m['wall_s']:.1f} s; {len(done)} of {len(trips)} got their task")
+    how = (f"pull every {m['poll']} s" if m["poll"] > 0 else "the live pull (longpoll) brings it") + " until the IRS"
+    print(f"  devices          put structure + Register_Structure, push, {how} task is local; all done in "
+          f"{m['wall_s']:.1f} s; {len(done)} of {len(trips)} got their task")
     not_two = [t for t in trips if t["pushed"] != 2]
     if not_two:
         print(f"  push anomalies   {len(not_two)} pushes did not write 2 documents, e.g. {not_two[0]}")
     print(f"  push (ms)        {spread([t['push_s'] for t in trips])}")
     pulls = [float(t["pulls"]) for t in trips]
-    print(f"  pulls per device p50 {percentile(pulls, 0.5):.0f}  max {max(pulls):.0f}")
+    if m["poll"] > 0:
+        print(f"  pulls per device p50 {percentile(pulls, 0.5):.0f}  max {max(pulls):.0f}")
     print(f"  round trip (ms)  {spread(done)}")
     print(f"  after the push   {spread([t['s'] - t['push_s'] for t in trips if t['ok']])}  ms (push done -> task "
           "local)")
@@ -451,7 +466,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--devices", type=int, default=50, help="round trip: devices (Node processes)")
     parser.add_argument("--areas", type=int, default=10, help="round trip: operational areas")
     parser.add_argument("--rt-per-area", type=int, default=100, help="round trip: structures per area")
-    parser.add_argument("--poll", type=float, default=0.25, help="round trip: seconds between a device's pulls")
+    parser.add_argument("--poll", type=float, default=0.0, help="round trip: seconds between a device's pulls; "
+                        "0 (default): every device keeps a live pull open (longpoll _changes), as an app does")
     parser.add_argument("--timeout", type=float, default=300.0, help="round trip: seconds a device waits")
     parser.add_argument("--ref-tries", type=int, default=7, help="round trip: tries of the raw reference")
     parser.add_argument("--solo-tries", type=int, default=3, help="round trip: one device alone first, tries")

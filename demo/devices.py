@@ -75,6 +75,18 @@ class Device:
         result: dict[str, Any] = self.call("replicate", **fields)
         return result
 
+    def live_pull(self, db: str, url: str) -> None:
+        """Keep ``db`` pulling from ``url`` continuously (a longpoll feed, retried), as an open app does."""
+        self.call("live", db=db, url=url)
+
+    def stop_live(self, db: str) -> bool:
+        return bool(self.call("stopLive", db=db)["stopped"])
+
+    def wait_for(self, db: str, doc_id: str, timeout: float) -> float | None:
+        """Seconds until ``doc_id`` is in the local ``db`` (brought by a live pull), or None after ``timeout``."""
+        result = self.call("waitFor", db=db, docId=doc_id, timeout_ms=int(timeout * 1000))
+        return float(result["ms"]) / 1000 if result["found"] else None
+
     def close(self) -> None:
         if self._proc.poll() is None:
             with contextlib.suppress(RuntimeError, DeviceError, BrokenPipeError):

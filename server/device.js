@@ -2,7 +2,8 @@
 // A simulated device: real PouchDB databases (LevelDB on disk, as on a phone's app storage) that replicate
 // with the server through the CouchDB replication protocol, driven by JSON lines on stdin:
 //   {"id": 1, "op": "put", "db": "meta", "doc": {...}}            -> {"id": 1, "ok": true, "result": {...}}
-// ops: put, bulk, get, remove, allDocs, replicate (push | pull, to a remote URL; optional timeout_ms), info, close.
+// ops: put, bulk, get, remove, allDocs, replicate (push | pull, to a remote URL; optional timeout_ms), live (a
+// continuous pull), stopLive, waitFor (a document to arrive locally), info, close.
 // A failing op answers {"id", "ok": false, "error": {"status", "name", "message"}}; the device goes on.
 
 var path = require('path');
@@ -19,6 +20,7 @@ if (!dir) {
 }
 var LocalDB = PouchDB.defaults({ prefix: path.resolve(dir) + path.sep });
 var dbs = {};
+var lives = {}; // db name -> a live pull replication
 
 function db(name) {
   if (!dbs[name]) { dbs[name] = new LocalDB(name); }
@@ -78,7 +80,41 @@ var ops = {
       };
     });
   },
+  // live sync, as an app keeps it while open: a continuous pull (longpoll _changes, retried with back-off)
+  live: function (m) {
+    if (lives[m.db]) { lives[m.db].cancel(); }
+    var rep = PouchDB.replicate(remote(m.url), db(m.db), { live: true, retry: true, batch_size: m.batch_size || 100 });
+    rep.on('error', function () { /* a live replication with retry only errors when it gives up: ends */ });
+    lives[m.db] = rep;
+    return { live: true };
+  },
+  stopLive: function (m) {
+    var rep = lives[m.db];
+    delete lives[m.db];
+    if (rep) { rep.cancel(); }
+    return { stopped: !!rep };
+  },
+  // wait until a document is in the local database (brought by a live pull): {found, ms}
+  waitFor: function (m) {
+    var local = db(m.db);
+    var started = Date.now();
+    return new Promise(function (resolve) {
+      var done = false;
+      var feed = local.changes({ live: true, since: 'now', doc_ids: [m.docId] });
+      var timer = setTimeout(function () { finish(false); }, m.timeout_ms || 60000);
+      function finish(found) {
+        if (done) { return; }
+        done = true;
+        clearTimeout(timer);
+        feed.cancel();
+        resolve({ found: found, ms: Date.now() - started });
+      }
+      feed.on('change', function (c) { if (!c.deleted) { finish(true); } });
+      local.get(m.docId).then(function () { finish(true); }, function () { /* not yet */ });
+    });
+  },
   close: function () {
+    Object.keys(lives).forEach(function (n) { lives[n].cancel(); });
     var names = Object.keys(dbs);
     return Promise.all(names.map(function (n) { return dbs[n].close(); })).then(function () { return { closed: names.length }; });
   }

@@ -80,6 +80,28 @@ def test_a_replication_that_does_not_settle_in_time_is_cancelled_and_the_device_
         assert {"s-n1", "s-n2", NORTH} <= doc_ids(ana, "area")
 
 
+def test_a_live_syncing_device_gets_its_task_without_asking(
+    couch: Couch, world: tuple[Settings, Doc], tmp_path: Path
+) -> None:
+    """A device that keeps a live pull open (as an app does) receives the task of the structure it registered
+    without pulling again; a document that never comes is reported as not found after the timeout."""
+    s, plan = world
+    assign(couch, s, "ana", NORTH)
+    url = user_url(s, "ana", s.dbs.area(NORTH))
+    with Device(tmp_path / "ana", "ana") as ana:
+        ana.pull("area", url)
+        ana.live_pull("area", url)
+        ana.put("area", structure("s-live", NORTH))
+        ana.put("area", register_structure("ev-live", "s-live", NORTH, str(plan["_id"])))
+        assert ana.push("area", url)["docs_written"] == 2
+        run_workers(couch, s)
+        task = next(t for t in couch.iter_view(s.dbs.main, "fieldsync", "tasks_by_plan_status", reduce=False,
+                                                 include_docs=True) if t["doc"]["for"] == "s-live")
+        assert ana.wait_for("area", task["id"], timeout=60) is not None
+        assert ana.wait_for("area", "no-such-task", timeout=0.5) is None
+        assert ana.stop_live("area") is True
+
+
 def test_a_structure_registered_on_a_device_comes_back_with_its_task(
     couch: Couch, world: tuple[Settings, Doc], tmp_path: Path
 ) -> None:
