@@ -32,13 +32,18 @@ figure comes with a reference measured on the same server in the same run (the m
    Prints p50/p95/max, and as the reference the server's raw round trip in the same run, with the workers
    stopped: one device's put of a single structure + push + pull, p50 over ``--ref-tries``. Also printed: the
    same round trip of one device alone first (workers running, the other devices idle, ``--solo-tries``), and
-   the part of each round trip after the push (push done -> task local).
+   the part of each round trip after the push (push done -> task local). With ``--with-activation N``, another
+   district of N structures (500 per area, families without members) is loaded with a draft Dynamic-IRS plan,
+   made and synced at set-up, and that plan is activated 3 s before the devices write: the round trips are made
+   while the plan worker activates it and the sync worker fans its tasks out (printed: its tasks when the
+   devices started and when the last one was done).
 
 Run one benchmark at a time (2 shared cores):
 
     .venv/bin/python bench/areas_sync.py                        # both parts, default sizes
     .venv/bin/python bench/areas_sync.py --part fanout [--structures 20000] [--per-area 500] [--template Dynamic-IRS]
     .venv/bin/python bench/areas_sync.py --part roundtrip [--devices 50] [--areas 10] [--rt-per-area 100] [--poll 0]
+                                         [--with-activation 20000]
 """
 
 from __future__ import annotations
@@ -92,6 +97,9 @@ SEED = "bench-areas"
 ROLE = "spray_operator"
 FIRST_PULL_TIMEOUT = 120.0  # seconds: a first pull that has not settled by then is cancelled and tried again
 FIRST_PULL_ATTEMPTS = 3
+BUSY_SEED = "bench-areas-busy"
+BUSY_PER_AREA = 500
+BUSY_HEAD_START = 3.0  # seconds between the activation and the devices' writes
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -276,7 +284,7 @@ class Background(threading.Thread):
 
 
 def measure_round_trip(devices: int, areas: int, per_area: int, poll: float, timeout: float,
-                       ref_tries: int, solo_tries: int) -> dict[str, Any]:
+                       ref_tries: int, solo_tries: int, busy: int = 0) -> dict[str, Any]:
     size = AreaSize(areas=areas, structures_per_area=per_area, members_per_family=4)
     out: dict[str, Any] = {"devices": devices, "areas": areas, "per_area": per_area, "poll": poll}
     dev_root = Path(tempfile.mkdtemp(prefix="fieldsync-bench-areas-"))
@@ -290,6 +298,17 @@ def measure_round_trip(devices: int, areas: int, per_area: int, poll: float, tim
             plan = plan_for("Dynamic-IRS", uid(SEED, "district"), "bench areas round trip")
             plan["status"] = "active"
             couch.put(main, plan)
+            busy_plan: Doc | None = None
+            busy_structures: list[str] = []
+            if busy:  # another district, whose plan is activated while the devices make their round trips
+                busy_size = AreaSize(areas=max(1, -(-busy // BUSY_PER_AREA)),
+                                     structures_per_area=min(busy, BUSY_PER_AREA), members_per_family=0)
+                out["busy_loaded"] = load(couch, main, operational_areas(BUSY_SEED, busy_size))
+                out["busy_structures"] = busy_size.areas * busy_size.structures_per_area
+                busy_plan = plan_for("Dynamic-IRS", uid(BUSY_SEED, "district"), "bench activation under way")
+                couch.put(main, busy_plan)
+                busy_structures = [uid(BUSY_SEED, "structure", a, i) for a in range(busy_size.areas)
+                                   for i in range(busy_size.structures_per_area)]
             for i in range(devices):
                 provision.add_user(couch, settings, user_name(i), password(i), [ROLE])
             out["setup_workers_s"], _ = run_workers(couch, settings, ["sync", "plans", "conflicts"])
@@ -374,11 +393,17 @@ def measure_round_trip(devices: int, areas: int, per_area: int, poll: float, tim
 
             # one device alone first (workers running, the other devices idle): the pipeline without contention
             out["solo"] = [trip(0, f"solo{k}", None) for k in range(solo_tries)]
+            if busy_plan is not None:
+                activate(couch, settings, str(busy_plan["_id"]))
+                time.sleep(BUSY_HEAD_START)  # the activation under way before the devices write
+                out["busy_tasks_before"] = _plan_tasks(couch, main, busy_plan, busy_structures)
             barrier = threading.Barrier(devices)
             started = time.perf_counter()
             with ThreadPoolExecutor(max_workers=devices) as pool:
                 trips = list(pool.map(lambda i: trip(i, "rt", barrier), range(devices)))
             out["wall_s"] = time.perf_counter() - started
+            if busy_plan is not None:
+                out["busy_tasks_after"] = _plan_tasks(couch, main, busy_plan, busy_structures)
             background.stop.set()
             background.join(timeout=120)
             if live:
@@ -409,6 +434,17 @@ def measure_round_trip(devices: int, areas: int, per_area: int, poll: float, tim
     return out
 
 
+def _plan_tasks(couch: Couch, db: str, plan: Doc, structures: list[str]) -> int:
+    """How many of the plan's IRS tasks (deterministic ids) exist now: ``_all_docs`` by key, so that no view
+    index is built in the middle of the measurement."""
+    ids = [irs_task_id(plan, sid) for sid in structures]
+    found = 0
+    for start in range(0, len(ids), 2000):
+        rows = couch.all_docs(db, ids[start : start + 2000], include_docs=False)
+        found += sum(1 for row in rows if "error" not in row and not (row.get("value") or {}).get("deleted"))
+    return found
+
+
 def report_round_trip(m: dict[str, Any]) -> None:
     trips = m["trips"]
     done = [t["s"] for t in trips if t["ok"]]
@@ -427,6 +463,11 @@ def report_round_trip(m: dict[str, Any]) -> None:
     how = (f"pull every {m['poll']} s" if m["poll"] > 0 else "the live pull (longpoll) brings it") + " until the IRS"
     print(f"  devices          put structure + Register_Structure, push, {how} task is local; all done in "
           f"{m['wall_s']:.1f} s; {len(done)} of {len(trips)} got their task")
+    if "busy_tasks_after" in m:
+        print(f"  activation       under way during the round trips: Dynamic-IRS over {m['busy_structures']:,} more "
+              f"structures ({m['busy_loaded']:,} documents) activated {BUSY_HEAD_START:.0f} s before; its tasks "
+              f"{m['busy_tasks_before']:,} when the devices started, {m['busy_tasks_after']:,} when the last was done "
+              "(IRS tasks for residential structures only)")
     not_two = [t for t in trips if t["pushed"] != 2]
     if not_two:
         print(f"  push anomalies   {len(not_two)} pushes did not write 2 documents, e.g. {not_two[0]}")
@@ -469,6 +510,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--poll", type=float, default=0.0, help="round trip: seconds between a device's pulls; "
                         "0 (default): every device keeps a live pull open (longpoll _changes), as an app does")
     parser.add_argument("--timeout", type=float, default=300.0, help="round trip: seconds a device waits")
+    parser.add_argument("--with-activation", type=int, default=0, metavar="STRUCTURES",
+                        help="round trip: an activation of Dynamic-IRS over this many more structures (another "
+                        "district) runs while the devices make their round trips (e.g. 20000)")
     parser.add_argument("--ref-tries", type=int, default=7, help="round trip: tries of the raw reference")
     parser.add_argument("--solo-tries", type=int, default=3, help="round trip: one device alone first, tries")
     add_server_args(parser)
@@ -482,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
             print("node is needed for the simulated devices", file=sys.stderr)
             return 2
         report_round_trip(measure_round_trip(args.devices, args.areas, args.rt_per_area, args.poll, args.timeout,
-                                             args.ref_tries, args.solo_tries))
+                                             args.ref_tries, args.solo_tries, args.with_activation))
     return 0
 
 

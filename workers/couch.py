@@ -84,6 +84,8 @@ class Couch:
         self.backoff = backoff
         self._transport = Transport(self.nodes, credentials, timeout=timeout, policy=RetryPolicy(retries, backoff))
         self._facts = facts or _Facts()
+        # the revision of each _local document this client last read or wrote: put_local writes in one request
+        self._local_revs: dict[tuple[str, str], str] = {}
 
     @property
     def url(self) -> str:
@@ -470,25 +472,40 @@ class Couch:
         return ChangesPage(list(result.get("results", [])), result.get("last_seq", since))
 
     def get_local(self, db: str, name: str) -> Doc | None:
-        return self.get(db, f"_local/{name}")
+        found = self.get(db, f"_local/{name}")
+        if found is not None and found.get("_rev"):
+            self._local_revs[(db, name)] = str(found["_rev"])
+        return found
 
     def put_local(self, db: str, name: str, body: Doc, attempts: int = 5) -> None:
         """Write a ``_local`` document (never replicated) over whatever revision is there; when another process
-        writes it at the same moment, the last write wins."""
+        writes it at the same moment, the last write wins. One request when this client knows the revision
+        there (it read or wrote the document last); a conflict reads the revision and tries again."""
         doc = dict(body)
         doc["_id"] = f"_local/{name}"
+        known = self._local_revs.get((db, name))
         for attempt in range(attempts):
-            current = self.get(db, doc["_id"])
-            if current is not None:
-                doc["_rev"] = current["_rev"]
+            if known is None or attempt > 0:
+                current = self.get(db, doc["_id"])
+                known = str(current["_rev"]) if current is not None else None
+            if known is not None:
+                doc["_rev"] = known
             else:
                 doc.pop("_rev", None)
             try:
-                self.request("PUT", db, doc["_id"], body=doc)
-                return
-            except Conflict:
-                if attempt == attempts - 1:
+                result = self.request("PUT", db, doc["_id"], body=doc)
+            except (Conflict, NotFound) as exc:
+                # a revision this client no longer holds (another writer, a database made again): read it
+                self._local_revs.pop((db, name), None)
+                if attempt == attempts - 1 or (isinstance(exc, NotFound) and "_rev" not in doc):
                     raise
+                continue
+            rev = result.get("rev") if isinstance(result, dict) else None
+            if rev:
+                self._local_revs[(db, name)] = str(rev)
+            else:
+                self._local_revs.pop((db, name), None)
+            return
 
     def update_seq(self, db: str) -> Any:
         info = self.db_info(db)

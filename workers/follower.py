@@ -10,7 +10,10 @@
   ``_local`` documents: a far ``seq`` there would hide their later writes from the workers). A checkpoint the
   server refuses (malformed, or from another server) is reset to the start with a warning, never fatal: the
   handlers are idempotent, so a replay costs time, not correctness;
-- skips design documents and the revisions this process wrote itself (no loops);
+- skips design documents and the revisions this process wrote itself (no loops); awake (``defer_s``), a batch
+  of nothing but those moves the checkpoint in memory, written with the next batch that acts, on an idle wait
+  or at stop: the echo of a worker's own writes costs no checkpoint write of its own;
+- awake, the longpoll that waits for changes reads the batch itself, which the next step processes;
 - lets :class:`workers.errors.ServerUnreachable` through, so the runner waits with backoff and resumes from
   the checkpoint.
 """
@@ -27,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from workers.audit import now_iso, parked_record, write_once
-from workers.couch import Couch, Doc
+from workers.couch import ChangesPage, Couch, Doc
 from workers.errors import ServerError, ServerUnreachable
 from workers.logs import log_event
 
@@ -134,6 +137,14 @@ class Follower:
         self.legacy_name = legacy_name
         self._checkpoint: Doc | None = None
         self._verified = False  # the checkpoint read from the server was checked against the database
+        # awake mode (the runner sets it): a batch with nothing to act on (only this process's own writes, other
+        # shares' documents, design documents) moves the checkpoint in memory only, written with the next batch
+        # that acts or by flush(), at most defer_s after the last write. A kill replays those changes: skipped
+        # again, or handled idempotently, so it costs a read, never a duplicate
+        self.defer_s = 0.0
+        self._unsaved = False
+        self._saved_at = 0.0
+        self._ready: tuple[Any, ChangesPage] | None = None  # the page the last wait() read, from its position
 
     # ----------------------------------------------------------------------------- checkpoint
 
@@ -154,13 +165,34 @@ class Follower:
         """Forget the checkpoint read (after an outage): the next step reads it again from the server."""
         self._checkpoint = None
         self._verified = False
+        self._unsaved = False
+        self._ready = None
 
     def wait(self, seconds: float) -> bool:
-        """Wait up to ``seconds`` for a change after the checkpoint (a longpoll ``_changes`` of one change,
-        without documents); True when there is one. Returns at once when one is there already."""
-        page = self.couch.changes(self.db, self.checkpoint().get("seq", 0), limit=1, include_docs=False,
-                                  longpoll=seconds)
-        return bool(page.results)
+        """Wait up to ``seconds`` for changes after the checkpoint; True when there are some. The longpoll reads
+        a whole batch as :meth:`step` would (answered at once when changes are there already) and keeps it for the
+        next step, which then makes no request of its own to read it. True at once while the checkpoint has yet
+        to be checked (the step does that first), and when the read fails (the step reads again and deals with
+        it)."""
+        if not self._verified:
+            return True
+        since = self.checkpoint().get("seq", 0)
+        try:
+            page = self.couch.changes(self.db, since, limit=self.batch_size, include_docs=self.handler.feed_docs(
+                self.db), conflicts=self.handler.conflicts, style="all_docs", longpoll=seconds)
+        except (ServerError, RecursionError):
+            return True
+        if not page.results:
+            return False
+        self._ready = (since, page)
+        return True
+
+    def flush(self) -> None:
+        """Write the checkpoint if it moved in memory only (see ``defer_s``)."""
+        if self._unsaved and self._checkpoint is not None:
+            self.couch.put_local(self.audit_db, self.checkpoint_name, self._checkpoint)
+            self._unsaved = False
+            self._saved_at = time.monotonic()
 
     def _implausible(self, since: Any) -> str | None:
         """Why a checkpoint just read cannot be a position in this database (malformed, or ahead of it: PouchDB
@@ -197,6 +229,18 @@ class Follower:
         }
         self.couch.put_local(self.audit_db, self.checkpoint_name, updated)
         self._checkpoint = updated
+        self._unsaved = False
+        self._saved_at = time.monotonic()
+
+    def _move(self, seq: Any, processed: int) -> None:
+        """The checkpoint moved past changes with nothing to act on: written now, or (``defer_s``) later."""
+        if self.defer_s <= 0 or time.monotonic() - self._saved_at >= self.defer_s:
+            self._save_checkpoint(seq, processed, 0, 0, None)
+            return
+        current = self.checkpoint()
+        self._checkpoint = {**current, "seq": seq, "processed": int(current.get("processed", 0)) + processed,
+                            "updatedAt": now_iso()}
+        self._unsaved = True
 
     # ----------------------------------------------------------------------------- one batch
 
@@ -210,11 +254,15 @@ class Follower:
             self._verified = True
         # a handler may read the feed without the documents (and fetch the few it needs itself)
         with_docs = self.handler.feed_docs(self.db)
+        ready, self._ready = self._ready, None
         try:
-            page = self.couch.changes(
-                self.db, since, limit=self.batch_size, include_docs=with_docs, conflicts=self.handler.conflicts,
-                style="all_docs",
-            )
+            if ready is not None and ready[0] == since:
+                page = ready[1]  # read by the wait() that woke this step
+            else:
+                page = self.couch.changes(
+                    self.db, since, limit=self.batch_size, include_docs=with_docs, conflicts=self.handler.conflicts,
+                    style="all_docs",
+                )
         except ServerError as exc:
             # CouchDB answers 400 to a malformed sequence; PouchDB Server may fail with a 500 instead. A 500 on a
             # well-formed checkpoint is the server's trouble, not the checkpoint's: let it through
@@ -230,7 +278,9 @@ class Follower:
         writes, parked, error = 0, 0, None
         if relevant:
             writes, parked, error = self._apply(relevant)
-        self._save_checkpoint(page.last_seq, len(page.results), writes, parked, error)
+            self._save_checkpoint(page.last_seq, len(page.results), writes, parked, error)
+        else:
+            self._move(page.last_seq, len(page.results))
         ms = (time.perf_counter() - started) * 1000
         log_event(
             log, "batch", worker=self.handler.name, db=self.db, seq=str(page.last_seq), changes=len(page.results),

@@ -5,7 +5,9 @@ Two ways to run:
 
 - ``run(stop)`` (``fieldsync work``, ``fieldsync up``): workers wake on changes. Each follower has a thread
   that waits on its database's feed (a longpoll ``_changes`` from its checkpoint, answered at once when a change
-  is there) and then runs batches until it has caught up. The workers run side by side; a worker whose state is
+  is there, whose page is the first batch) and then runs batches until it has caught up. A batch of nothing but
+  the worker's own writes moves its checkpoint in memory (:attr:`Follower.defer_s`), written with the next
+  batch that acts, when the feed is idle or at stop. The workers run side by side; a worker whose state is
   not shared between threads runs one batch at a time (its :class:`Gate`), with its feed batches before its
   chores (an activation runs in slices between them, so it never holds an event back); a worker declared
   ``parallel`` runs the batches of different databases at once (one slow area never delays the others).
@@ -57,6 +59,8 @@ Chore = Callable[[], bool]
 # seconds a follower's longpoll waits for a change before asking again (an idle database costs one request
 # per this many seconds)
 WAIT_S = 20.0
+# awake, seconds a checkpoint may trail in memory past changes that needed nothing (a worker's own writes)
+CHECKPOINT_DEFER_S = 5.0
 
 
 class Gate:
@@ -247,6 +251,7 @@ class Runner:
 
         def follow(new: list[Follower]) -> None:
             for follower in new:
+                follower.defer_s = CHECKPOINT_DEFER_S
                 start(self._follow, f"{follower.handler.name}@{follower.db}", follower,
                       gate_of(follower.handler, follower.db))
 
@@ -263,6 +268,12 @@ class Runner:
         stop.wait()
         for gate in gates.values():
             gate.close()  # the batches under way finish; the threads waiting on feeds end with the process
+        for follower in list(self.followers.values()):
+            try:
+                follower.flush()  # a position held in memory (see Follower.defer_s)
+            except FieldsyncError as exc:  # the next start replays those changes: skipped or idempotent
+                log_event(log, "checkpoint not written at stop", logging.WARNING, worker=follower.handler.name,
+                          db=follower.db, error=str(exc)[:300])
 
     def _until_reachable(self, action: Callable[[], T], stop: threading.Event) -> T | None:
         """``action()``, tried again after each outage (with backoff) until it answers; None if stopped first."""
@@ -293,7 +304,13 @@ class Runner:
         attempt = 0
         while not stop.is_set():
             try:
-                if follower.wait(self.wait_s):
+                if not follower.wait(self.wait_s):
+                    if gate.enter(feed=True):  # idle: a position held in memory is written now
+                        try:
+                            follower.flush()
+                        finally:
+                            gate.leave()
+                else:
                     while not stop.is_set():
                         if not gate.enter(feed=True):
                             return

@@ -1,0 +1,130 @@
+"""The follower awake: the longpoll that wakes it reads the batch the step then processes, and a batch of nothing
+but the worker's own writes moves the checkpoint in memory only (written with the next batch that acts, by
+``flush`` or after ``defer_s``). Against the real server; the handler is a small recording worker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from workers.couch import ChangesPage, Couch
+from workers.follower import Follower, Worker, read_checkpoint
+from workers.settings import Settings
+
+
+class Recorder(Worker):
+    """Records the ids it is handed; writes nothing."""
+
+    name = "recorder"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def follows(self, kind: str) -> bool:
+        return True
+
+    def process(self, db: str, changes: list[dict[str, Any]]) -> int:
+        self.seen.extend(str(c["id"]) for c in changes)
+        return 0
+
+
+class CountingCouch(Couch):
+    """The real client, counting its ``_changes`` reads."""
+
+    reads = 0
+
+    def changes(self, db: str, since: Any = 0, **kwargs: Any) -> ChangesPage:
+        CountingCouch.reads += 1
+        return super().changes(db, since, **kwargs)
+
+
+def _db(couch: Couch, settings: Settings, name: str) -> str:
+    db = f"{settings.db_prefix}-{name}"
+    couch.create_db(db)
+    couch.create_db(settings.dbs.audit)
+    return db
+
+
+def test_the_wake_up_read_is_the_batch(couch: Couch, settings: Settings) -> None:
+    db = _db(couch, settings, "follow-wake")
+    counting = CountingCouch(settings.couch_nodes, settings.credentials)
+    handler = Recorder()
+    follower = Follower(counting, db, handler, settings.dbs.audit)
+    follower.step()  # the checkpoint checked, nothing there yet
+    couch.save_many(db, [{"_id": "a"}, {"_id": "b"}])
+    before = CountingCouch.reads
+    assert follower.wait(5.0) is True
+    step = follower.step()
+    assert step.changes == 2 and sorted(handler.seen) == ["a", "b"]
+    assert CountingCouch.reads - before == 1, "the step read the feed again after the longpoll had read it"
+    assert read_checkpoint(couch, settings.dbs.audit, "recorder", db)["seq"] == follower.known_checkpoint["seq"]
+
+
+def test_a_batch_of_own_writes_moves_the_checkpoint_in_memory_until_flushed(
+    couch: Couch, settings: Settings
+) -> None:
+    db = _db(couch, settings, "follow-echo")
+    handler = Recorder()
+    follower = Follower(couch, db, handler, settings.dbs.audit)
+    follower.defer_s = 3600.0
+    couch.save_many(db, [{"_id": "theirs"}])
+    follower.step()  # acts: written at once
+    written = read_checkpoint(couch, settings.dbs.audit, "recorder", db)
+    assert written["seq"] == follower.known_checkpoint["seq"] and handler.seen == ["theirs"]
+
+    handler.own_writes.add_results(couch.bulk_docs(db, [{"_id": "mine-1"}, {"_id": "mine-2"}]))
+    step = follower.step()
+    assert step.changes == 2 and handler.seen == ["theirs"]
+    assert follower.known_checkpoint["seq"] != written["seq"]
+    assert read_checkpoint(couch, settings.dbs.audit, "recorder", db)["seq"] == written["seq"], \
+        "a batch of the worker's own writes wrote the checkpoint"
+
+    follower.flush()
+    flushed = read_checkpoint(couch, settings.dbs.audit, "recorder", db)
+    assert flushed["seq"] == follower.known_checkpoint["seq"] and flushed["processed"] == 3
+
+    # a follower started afresh (after a kill before the flush) replays from the written position: the own
+    # writes come back as changes, nothing is lost
+    handler.own_writes.add_results(couch.bulk_docs(db, [{"_id": "mine-3"}]))
+    follower.step()
+    again = Follower(couch, db, Recorder(), settings.dbs.audit)
+    assert again.step().changes == 1
+
+
+def test_without_defer_every_batch_writes_its_checkpoint(couch: Couch, settings: Settings) -> None:
+    db = _db(couch, settings, "follow-exact")
+    handler = Recorder()
+    follower = Follower(couch, db, handler, settings.dbs.audit)
+    handler.own_writes.add_results(couch.bulk_docs(db, [{"_id": "mine"}]))
+    follower.step()
+    assert read_checkpoint(couch, settings.dbs.audit, "recorder", db)["seq"] == follower.known_checkpoint["seq"]
+
+
+class RequestCounting(Couch):
+    """The real client, counting its requests."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.requests = 0
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        self.requests += 1
+        return super().request(*args, **kwargs)
+
+
+def test_a_checkpoint_write_is_one_request_and_survives_other_writers(couch: Couch, settings: Settings) -> None:
+    """``put_local`` writes over the revision it last saw in one request; another writer in between (or a
+    removal) costs it a read and a retry, never a failure, and the last write wins."""
+    db = _db(couch, settings, "local-docs")
+    client = RequestCounting(settings.couch_nodes, settings.credentials)
+    client.put_local(db, "cp", {"seq": 1})
+    before = client.requests
+    client.put_local(db, "cp", {"seq": 2})
+    assert client.requests - before == 1
+    couch.put_local(db, "cp", {"seq": "other"})  # another process moves the revision on
+    client.put_local(db, "cp", {"seq": 3})
+    assert (couch.get_local(db, "cp") or {})["seq"] == 3
+    current = couch.get_local(db, "cp") or {}
+    couch.request("DELETE", db, "_local/cp", params={"rev": current["_rev"]})
+    client.put_local(db, "cp", {"seq": 4})
+    assert (couch.get_local(db, "cp") or {})["seq"] == 4
