@@ -27,7 +27,8 @@ figure comes with a reference measured on the same server in the same run (the m
    ``Register_Structure`` event into its local area database and pushes; the follow-on IRS task comes back
    through the live pull every device keeps open after its first pull (PouchDB ``live: true``: a longpoll
    ``_changes``, as an app holds while open), or, with ``--poll S``, through a pull every S seconds. The
-   first pulls are each given 120 s, then cancelled and tried again (up to 3 times), as an app would.
+   first pulls are each given 120 s, then cancelled and tried again (up to 3 times), as an app would; then each
+   device pushes once (nothing new: it sets the push's checkpoint, as an app's first sync does).
    Per-device round trip = from the put to the task being local.
    Prints p50/p95/max, and as the reference the server's raw round trip in the same run, with the workers
    stopped: one device's put of a single structure + push + pull, p50 over ``--ref-tries``. Also printed: the
@@ -352,6 +353,14 @@ def measure_round_trip(devices: int, areas: int, per_area: int, poll: float, tim
                 first = list(pool.map(first_pull, range(devices)))
             out["first_pull_s"] = time.perf_counter() - started
             out["first_pull_retried"] = retried
+            # each device's first push: nothing new to send, but PouchDB's push starts from the beginning of the
+            # local database, whose documents (all pulled) it checks against the server in batches of 100, each
+            # with a checkpoint. An app's sync does this once, right after its first pull; left to the measured
+            # push, it made that push 7 batches of _revs_diff + checkpoint instead of one (50 devices on CouchDB)
+            started = time.perf_counter()
+            with ThreadPoolExecutor(max_workers=devices) as pool:
+                list(pool.map(lambda i: fleet[i].push("area", url(i), timeout=FIRST_PULL_TIMEOUT), range(devices)))
+            out["first_push_s"] = time.perf_counter() - started
             out["first_pull_docs"] = sum(int(r.get("docs_written") or 0) for r in first)
 
             live = poll <= 0
@@ -452,7 +461,8 @@ def report_round_trip(m: dict[str, Any]) -> None:
           f"one user each) at once over {m['areas']} areas of {m['per_area']} structures, Dynamic-IRS active")
     print(f"  set-up           {m['setup_s']:8.1f} s  {m['loaded']:,} documents, {m['tasks_before']:,} tasks, workers "
           f"until idle {m['setup_workers_s']:.1f} s; first pull of every device {m['first_pull_s']:.1f} s "
-          f"({m['first_pull_docs']:,} documents)")
+          f"({m['first_pull_docs']:,} documents), then its first push {m['first_push_s']:.1f} s (nothing new: it sets "
+          "the push's checkpoint, as an app's first sync does)")
     if m["first_pull_retried"]:
         print(f"  first pull       {len(m['first_pull_retried'])} replications did not settle within "
               f"{FIRST_PULL_TIMEOUT:.0f} s and were tried again ({', '.join(m['first_pull_retried'][:5])})")
