@@ -50,6 +50,7 @@ Run one benchmark at a time (2 shared cores):
 from __future__ import annotations
 
 import argparse
+import logging
 import shutil
 import sys
 import tempfile
@@ -89,6 +90,7 @@ from workers.couch import Couch, Doc
 from workers.errors import FieldsyncError
 from workers.evaluator.tasks import task_id
 from workers.evaluator.templates import new_plan_from_template
+from workers.logs import JsonFormatter
 from workers.plans import activation
 from workers.registry import build
 from workers.runner import Runner, RunStats
@@ -525,10 +527,20 @@ def main(argv: list[str] | None = None) -> int:
                         "district) runs while the devices make their round trips (e.g. 20000)")
     parser.add_argument("--ref-tries", type=int, default=7, help="round trip: tries of the raw reference")
     parser.add_argument("--solo-tries", type=int, default=3, help="round trip: one device alone first, tries")
+    parser.add_argument("--worker-log", type=Path, default=None, metavar="FILE",
+                        help="the workers' JSON log lines (one per batch, with its milliseconds) into FILE: where a "
+                        "round trip's time goes, worker by worker")
     add_server_args(parser)
     args = parser.parse_args(argv)
     use_server_args(args)
     quiet_logs()
+    if args.worker_log is not None:
+        handler = logging.FileHandler(args.worker_log)
+        handler.setFormatter(JsonFormatter())
+        handler.setLevel(logging.INFO)
+        logging.getLogger("fieldsync").addHandler(handler)
+        logging.getLogger("fieldsync").setLevel(logging.INFO)
+        logging.getLogger("fieldsync").propagate = False  # the figures stay alone on the output
     if args.part in ("fanout", "all"):
         report_fanout(measure_fanout(args.structures, args.per_area, args.template))
     if args.part in ("roundtrip", "all"):
