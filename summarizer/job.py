@@ -13,7 +13,8 @@ For each per-user meta database (``fieldsync-user-<name>-meta``):
 5. only then are the merged records removed (purged where the server supports ``_purge``).
 
 Databases are taken ``GROUP`` at a time, in user name order: step 4 reads the group's daily documents of a day
-in one id range and writes them in one ``_bulk_docs``, then step 5 runs for each database of the group.
+in one id range and writes them in one ``_bulk_docs``, then step 5 runs for each database of the group,
+``FINISH_THREADS`` databases at a time (each: its records removed, then its checkpoint moved).
 
 A kill between 4 and 5 leaves records that the next pass merges again into identical documents: no double
 counting, no loss. A per-database ``_local`` checkpoint (the update sequence seen) lets the interval pass skip
@@ -25,6 +26,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -45,6 +47,8 @@ CHECKPOINT = "fieldsync-summarizer"
 PREFIX = "interaction-"
 # meta databases merged together: one read and one write of the users-meta database per group and day
 GROUP = 50
+# meta databases of a group finished (records removed, checkpoint moved) at the same time
+FINISH_THREADS = 4
 
 
 @dataclass
@@ -306,13 +310,20 @@ def _merge_group(couch: Couch, settings: Settings, group: list[tuple[str, str, b
                 log_event(log, "merge failed", logging.ERROR, db=p.db, user=p.user,
                           error=f"{exc.__class__.__name__}: {str(exc)[:300]}")
         prepared = merged
-    for p in prepared:
-        # only now: the sources are merged (and the invalid ones parked)
-        report.removed += couch.purge_or_delete(p.db, p.leaves)
-        done.append((p.db, p.permitted))
-    for db, permitted in done:
-        couch.put_local(settings.dbs.users_meta, f"{CHECKPOINT}@{db}",
-                        {"seq": couch.update_seq(db), "at": now_iso(), "permitted": permitted})
+    # only now: the sources are merged (and the invalid ones parked). Each database is finished on its own
+    # (its records removed, then its checkpoint), several at once: these are requests to different databases,
+    # a purge being a committed write of its own
+    jobs = [(p.db, p.permitted, p.leaves) for p in prepared] + [(db, permitted, []) for db, permitted in done]
+    with ThreadPoolExecutor(max_workers=FINISH_THREADS) as pool:
+        report.removed += sum(pool.map(lambda job: _finish(couch, settings, *job), jobs))
+
+
+def _finish(couch: Couch, settings: Settings, db: str, permitted: bool, leaves: list[Doc]) -> int:
+    """Remove a merged database's records, then move its checkpoint; how many were removed."""
+    removed = couch.purge_or_delete(db, leaves) if leaves else 0
+    couch.put_local(settings.dbs.users_meta, f"{CHECKPOINT}@{db}",
+                    {"seq": couch.update_seq(db), "at": now_iso(), "permitted": permitted})
+    return removed
 
 
 def run_pass(couch: Couch, settings: Settings, *, date: str | None = None, full: bool = True,
