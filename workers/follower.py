@@ -215,9 +215,12 @@ class Follower:
         self._verified = True
         return Step(0, 0, 0, False, (time.perf_counter() - started) * 1000)
 
-    def _save_checkpoint(self, seq: Any, processed: int, writes: int, parked: int, error: str | None) -> None:
+    def _save_checkpoint(self, seq: Any, processed: int, writes: int, parked: int, error: str | None, *,
+                         may_defer: bool = False) -> None:
+        """The checkpoint moved past a batch: written now, or, for a batch with nothing to act on
+        (``may_defer``), held in memory while the last write is less than ``defer_s`` old."""
         current = self.checkpoint()
-        updated = {
+        self._checkpoint = {
             "worker": self.handler.name,
             "db": self.db,
             "seq": seq,
@@ -227,20 +230,9 @@ class Follower:
             "lastError": error if error is not None else current.get("lastError"),
             "updatedAt": now_iso(),
         }
-        self.couch.put_local(self.audit_db, self.checkpoint_name, updated)
-        self._checkpoint = updated
-        self._unsaved = False
-        self._saved_at = time.monotonic()
-
-    def _move(self, seq: Any, processed: int) -> None:
-        """The checkpoint moved past changes with nothing to act on: written now, or (``defer_s``) later."""
-        if self.defer_s <= 0 or time.monotonic() - self._saved_at >= self.defer_s:
-            self._save_checkpoint(seq, processed, 0, 0, None)
-            return
-        current = self.checkpoint()
-        self._checkpoint = {**current, "seq": seq, "processed": int(current.get("processed", 0)) + processed,
-                            "updatedAt": now_iso()}
         self._unsaved = True
+        if not (may_defer and self.defer_s > 0 and time.monotonic() - self._saved_at < self.defer_s):
+            self.flush()
 
     # ----------------------------------------------------------------------------- one batch
 
@@ -278,9 +270,7 @@ class Follower:
         writes, parked, error = 0, 0, None
         if relevant:
             writes, parked, error = self._apply(relevant)
-            self._save_checkpoint(page.last_seq, len(page.results), writes, parked, error)
-        else:
-            self._move(page.last_seq, len(page.results))
+        self._save_checkpoint(page.last_seq, len(page.results), writes, parked, error, may_defer=not relevant)
         ms = (time.perf_counter() - started) * 1000
         log_event(
             log, "batch", worker=self.handler.name, db=self.db, seq=str(page.last_seq), changes=len(page.results),

@@ -31,10 +31,12 @@ class Recorder(Worker):
 class CountingCouch(Couch):
     """The real client, counting its ``_changes`` reads."""
 
-    reads = 0
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.reads = 0
 
     def changes(self, db: str, since: Any = 0, **kwargs: Any) -> ChangesPage:
-        CountingCouch.reads += 1
+        self.reads += 1
         return super().changes(db, since, **kwargs)
 
 
@@ -52,11 +54,11 @@ def test_the_wake_up_read_is_the_batch(couch: Couch, settings: Settings) -> None
     follower = Follower(counting, db, handler, settings.dbs.audit)
     follower.step()  # the checkpoint checked, nothing there yet
     couch.save_many(db, [{"_id": "a"}, {"_id": "b"}])
-    before = CountingCouch.reads
+    before = counting.reads
     assert follower.wait(5.0) is True
     step = follower.step()
     assert step.changes == 2 and sorted(handler.seen) == ["a", "b"]
-    assert CountingCouch.reads - before == 1, "the step read the feed again after the longpoll had read it"
+    assert counting.reads - before == 1, "the step read the feed again after the longpoll had read it"
     assert read_checkpoint(couch, settings.dbs.audit, "recorder", db)["seq"] == follower.known_checkpoint["seq"]
 
 
