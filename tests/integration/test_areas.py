@@ -32,7 +32,10 @@ from demo.devices import Device, DeviceError
 from workers import provision, status
 from workers.areas import assignments
 from workers.areas.index import MainIndex
+from workers.areas.sync import AreaSync
 from workers.couch import Couch
+from workers.plans.worker import PlanWorker
+from workers.registry import build
 from workers.settings import Settings
 
 __all__ = ["world"]  # the fixture
@@ -122,6 +125,41 @@ def test_a_structure_registered_on_a_device_comes_back_with_its_task(
     assert set(tasks) == {"Register Structure", "IRS"}
     assert (tasks["IRS"]["status"], tasks["IRS"]["businessStatus"]) == ("Ready", "Not Visited")
     assert couch.get(s.dbs.main, "s-new") is not None and couch.get(s.dbs.main, "ev-new") is not None
+
+
+def test_an_events_tasks_take_the_fast_lane_to_the_area_ahead_of_mains_feed(
+    couch: Couch, world: tuple[Settings, Doc], tmp_path: Path
+) -> None:
+    """The plan worker hands the tasks it wrote for an event to the sync worker of its process, which copies
+    them to the area at once: the device gets them although main's feed has not been fanned out (during an
+    activation thousands of tasks come before them there); the ordered fan-out then finds them and writes
+    nothing."""
+    s, plan = world
+    assign(couch, s, "ana", NORTH)
+    url = user_url(s, "ana", s.dbs.area(NORTH))
+    built = build(["sync", "plans"], couch, s)
+    sync = next(h for h in built.handlers if isinstance(h, AreaSync))
+    plans = next(h for h in built.handlers if isinstance(h, PlanWorker))
+    area_db = s.dbs.area(NORTH)
+    main_seq = couch.changes(s.dbs.main, "now", limit=1).last_seq
+    area_seq = couch.changes(area_db, "now", limit=1).last_seq
+    with Device(tmp_path / "ana", "ana") as ana:
+        ana.pull("area", url)
+        ana.put("area", structure("s-fast", NORTH))
+        ana.put("area", register_structure("ev-fast", "s-fast", NORTH, str(plan["_id"])))
+        assert ana.push("area", url)["docs_written"] == 2
+        # the sync worker copies the device's writes to main (its area feed), the plan worker evaluates them
+        # (main's feed); nobody fans main's feed out
+        assert sync.process(area_db, couch.changes(area_db, area_seq, include_docs=False).results) == 2
+        main_changes = couch.changes(s.dbs.main, main_seq, include_docs=False).results
+        assert plans.process(s.dbs.main, main_changes) == 2
+        ana.pull("area", url)
+        tasks = {d["code"] for d in ana.docs("area") if d.get("type") == "Task" and d.get("for") == "s-fast"}
+        assert tasks == {"Register Structure", "IRS"}
+    # main's feed, fanned out in order afterwards, has nothing left to copy for the area
+    fresh = couch.changes(s.dbs.main, main_seq, include_docs=True).results
+    task_changes = [c for c in fresh if (c.get("doc") or {}).get("type") == "Task"]
+    assert len(task_changes) == 2 and sync.process(s.dbs.main, task_changes) == 0
 
 
 def test_the_door_refuses_what_a_device_may_not_write(

@@ -75,6 +75,9 @@ class PlanWorker(Worker):
         self.model = ReadModel(couch, self.db, readmodel_path(settings))
         self._scanned = False
         self.periodic_clock = PeriodicClock()
+        # called with the tasks a feed batch wrote (an event's, a task change's), once the batch is written:
+        # the sync worker of the same process copies them to their areas at once (its fast lane)
+        self.written_listeners: list[Callable[[list[Doc]], object]] = []
         self.rules: tuple[Rule, ...] = (
             Rule("plan-activation", lambda d: d.get("type") == "Plan", self._on_plan),
             Rule("event-submission", lambda d: d.get("type") == "Event", self._on_event),
@@ -98,7 +101,7 @@ class PlanWorker(Worker):
         self._scan()  # activations to resume are known before any feed rule asks whether one covers an entity
         self.model.catch_up()  # the index has read the feed to its end: it holds at least this batch
         lookup = IndexLookup(self.model)
-        written = 0
+        written: list[Doc] = []
         for change in changes:
             doc = change.get("doc") or self.model.store.get(str(change.get("id")))
             if not doc or doc.get("_deleted"):
@@ -112,12 +115,24 @@ class PlanWorker(Worker):
                 if outcome is not None:
                     written += self._write(db, doc, rule.name, outcome, lookup)
                 break
-        return written
+        self._tell(written)
+        return len(written)
 
-    def _write(self, db: str, cause: Doc, rule: str, outcome: Outcome, lookup: IndexLookup) -> int:
+    def _write(self, db: str, cause: Doc, rule: str, outcome: Outcome, lookup: IndexLookup) -> list[Doc]:
         stored = write_outcome(self.couch, db, self.settings.dbs.audit, self.own_writes, cause, rule, outcome)
         lookup.remember(stored)
-        return len(stored)
+        return stored
+
+    def _tell(self, written: list[Doc]) -> None:
+        """Hand a batch's tasks to the listeners. A listener that fails is logged and ignored: the tasks are in
+        the main database, and its feed carries them to whoever follows it."""
+        if not written:
+            return
+        for listener in self.written_listeners:
+            try:
+                listener(written)
+            except Exception as exc:
+                log_event(log, "listener failed", logging.WARNING, tasks=len(written), error=str(exc))
 
     # ------------------------------------------------------------------------------------------ rules
 
@@ -235,7 +250,7 @@ class PlanWorker(Worker):
                 lookup = IndexLookup(self.model)
                 try:
                     outcome = periodic(plan, lookup, now, window=window, paths=self.paths)
-                    written += self._write(self.db, plan, PERIODIC, outcome, lookup)
+                    written += len(self._write(self.db, plan, PERIODIC, outcome, lookup))
                     break
                 except ServerUnreachable:
                     raise
