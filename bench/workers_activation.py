@@ -62,6 +62,7 @@ from workers.readmodel.store import Store
 from workers.settings import Settings
 
 SEED = "bench-activation"
+RAW_GROUP = 20  # areas (of ~500 structures) read from the read model per step of the raw pass
 
 
 PLANS = {"fi": "Dynamic-FI", "irs": "Dynamic-IRS"}
@@ -111,23 +112,24 @@ def activation_pass(couch: Couch, settings: Settings, kind: str, n: int, *, raw:
 
 
 def raw_pass(couch: Couch, settings: Settings, plan_identifier: str) -> tuple[int, float]:
-    """The plan's tasks (``_rev`` stripped) written raw into a fresh database: (count, s). They are read from
-    the worker's read model, not a view: the first query of a view over 100,000s of documents would build its
-    index in the middle of the run (minutes on a loaded node)."""
+    """The plan's tasks (``_rev`` stripped) written raw into a fresh database: (count, s of writing only).
+    They are read from the worker's read model, not a view (the first query of a view over 100,000s of
+    documents would build its index in the middle of the run), ``RAW_GROUP`` areas at a time: a million tasks
+    are never in memory at once."""
     store = Store(readmodel_path(settings))
+    db = fresh_db(couch, "benchraw-tasks")
+    count, seconds = 0, 0.0
     try:
-        tasks = [strip_rev(doc) for doc in _tasks_of(store, plan_identifier)]
+        keys = store.keys_of("task-group", plan_identifier)
+        for start in range(0, len(keys), RAW_GROUP):
+            found = store.by_key("task-group", keys[start : start + RAW_GROUP], plan_identifier)
+            tasks = [strip_rev(doc) for docs in found.values() for doc in docs]
+            seconds += raw_bulk_docs(couch, db, tasks, chunk=CHUNK)
+            count += len(tasks)
     finally:
         store.close()
-    db = fresh_db(couch, "benchraw-tasks")
-    seconds = raw_bulk_docs(couch, db, tasks, chunk=CHUNK)
     couch.delete_db(db)
-    return len(tasks), seconds
-
-
-def _tasks_of(store: Store, plan_identifier: str) -> list[Doc]:
-    found = store.by_key("task-group", store.keys_of("task-group", plan_identifier), plan_identifier)
-    return [doc for docs in found.values() for doc in docs]
+    return count, seconds
 
 
 def rebuild(couch: Couch, settings: Settings, data_dir: Path) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from workers.areas.assignments import Assignments, security_for
+from workers.areas.replicate import first_revision
 from workers.areas.routing import (
     OnServer,
     Place,
@@ -173,3 +174,15 @@ def test_security_admits_assigned_users_and_the_teams_of_covering_plans() -> Non
     assert security["members"] == {"names": ["ana", "ben"], "roles": ["team-a"]}
     nobody = security_for("north", chain("north", INDEX), Assignments(), plans)
     assert nobody["members"]["roles"] == ["_admin"] and nobody["members"]["names"] == []
+
+
+def test_a_first_revision_in_hand_is_copied_with_its_own_history_and_nothing_else_is() -> None:
+    new = {"_id": "t1", "_rev": "1-abc", "type": "Task", "status": "Ready", "_conflicts": ["1-def"]}
+    assert first_revision(new) == {"_id": "t1", "_rev": "1-abc", "type": "Task", "status": "Ready",
+                                   "_revisions": {"start": 1, "ids": ["abc"]}}
+    # a later revision needs its ancestors, a deletion and attachment stubs are read from the source
+    assert first_revision({**new, "_rev": "2-abc"}) is None
+    assert first_revision({**new, "_deleted": True}) is None
+    assert first_revision({**new, "_attachments": {"a": {"stub": True}}}) is None
+    assert first_revision({"_id": "t1", "_rev": "1-"}) is None
+    assert first_revision({"_rev": "1-abc"}) is None

@@ -9,7 +9,7 @@ meet as a CouchDB conflict, and a resolution written in one database settles the
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from workers.couch import Couch, Doc
@@ -67,10 +67,15 @@ def copy_revisions(
     return out
 
 
-def fan_out(couch: Couch, source: str, leaves_by_target: dict[str, dict[str, list[str]]]) -> dict[str, Copied]:
+def fan_out(couch: Couch, source: str, leaves_by_target: dict[str, dict[str, list[str]]],
+            at_hand: Iterable[Doc] = ()) -> dict[str, Copied]:
     """Copy, to each target, the revisions of its ``leaves`` (id -> leaf revs) that it lacks: one ``_revs_diff``
     per target, then one ``_bulk_get`` of what any of them lacks (a revision several targets lack, such as a
-    plan's, is read once), then one ``_bulk_docs`` per target (in chunks of ``FAN_CHUNK`` revisions)."""
+    plan's, is read once), then one ``_bulk_docs`` per target (in chunks of ``FAN_CHUNK`` revisions).
+
+    ``at_hand``: bodies the caller holds already (read from the source's feed, or just written to it); a first
+    revision among them is not read again (:func:`first_revision`)."""
+    held = {(str(d["_id"]), str(d["_rev"])): d for d in map(first_revision, at_hand) if d is not None}
     missing_by_target: dict[str, list[tuple[str, str]]] = {}
     for target, leaves in sorted(leaves_by_target.items()):
         ids = sorted(leaves)
@@ -80,8 +85,8 @@ def fan_out(couch: Couch, source: str, leaves_by_target: dict[str, dict[str, lis
             missing += [(doc_id, rev) for doc_id, revs in sorted(found.items()) for rev in revs]
         if missing:
             missing_by_target[target] = missing
-    wanted = sorted({ref for refs in missing_by_target.values() for ref in refs})
-    fetched: dict[tuple[str, str], Doc] = {}
+    wanted = sorted({ref for refs in missing_by_target.values() for ref in refs if ref not in held})
+    fetched: dict[tuple[str, str], Doc] = dict(held)
     for start in range(0, len(wanted), FAN_CHUNK):
         for doc in couch.bulk_get(source, wanted[start : start + FAN_CHUNK], revs=True):
             fetched[(str(doc["_id"]), str(doc["_rev"]))] = doc
@@ -92,6 +97,18 @@ def fan_out(couch: Couch, source: str, leaves_by_target: dict[str, dict[str, lis
             _write(couch, target, docs[start : start + FAN_CHUNK])
         out[target] = Copied(written=docs)
     return out
+
+
+def first_revision(doc: Doc) -> Doc | None:
+    """A document at its first revision, ready to copy with ``new_edits: false``: its history is its own
+    revision, so it needs no ``_bulk_get?revs=true``. None for anything else (a later revision, whose
+    ancestors must travel with it; a deletion; attachments, held as stubs), which is read from the source."""
+    rev = str(doc.get("_rev") or "")
+    generation, _, rev_id = rev.partition("-")
+    if generation != "1" or not rev_id or not doc.get("_id") or doc.get("_deleted") or doc.get("_attachments"):
+        return None
+    body = {k: v for k, v in doc.items() if not k.startswith("_") or k in ("_id", "_rev")}
+    return {**body, "_revisions": {"start": 1, "ids": [rev_id]}}
 
 
 def _write(couch: Couch, target: str, docs: list[Doc]) -> None:

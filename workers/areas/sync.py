@@ -167,8 +167,11 @@ class AreaSync(Worker):
         # every area of the batch at once: each revision read once from the main database
         started = time.perf_counter()
         area_db = {self.settings.dbs.area(area): area for area in by_area}
+        # a new document's body came with the feed: only later revisions are read again, with their history
+        at_hand = [doc for change, doc in bodies
+                   if [r.get("rev") for r in change.get("changes", [])] == [doc.get("_rev")]]
         copied_to = fan_out(self.couch, self.settings.dbs.main,
-                            {db: by_area[area] for db, area in area_db.items()})
+                            {db: by_area[area] for db, area in area_db.items()}, at_hand)
         ms = round((time.perf_counter() - started) * 1000, 1)
         written = 0
         for db, copied in sorted(copied_to.items()):
@@ -198,7 +201,7 @@ class AreaSync(Worker):
         for doc in live:
             for area in areas_of(doc, self.index, known) & known.keys():
                 targets.setdefault(self.settings.dbs.area(area), {})[str(doc["_id"])] = [str(doc["_rev"])]
-        copied_to = fan_out(self.couch, self.settings.dbs.main, targets)
+        copied_to = fan_out(self.couch, self.settings.dbs.main, targets, live)
         written = 0
         for copied in copied_to.values():
             self._own(copied.written)
