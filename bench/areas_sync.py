@@ -50,6 +50,7 @@ Run one benchmark at a time (2 shared cores):
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import shutil
 import sys
@@ -86,6 +87,7 @@ from workers import provision
 from workers.areas import assignments
 from workers.areas.index import MainIndex
 from workers.areas.replicate import copy_revisions
+from workers.audit import receipts
 from workers.couch import Couch, Doc
 from workers.errors import FieldsyncError
 from workers.evaluator.tasks import task_id
@@ -379,7 +381,7 @@ def measure_round_trip(devices: int, areas: int, per_area: int, poll: float, tim
                 wanted = irs_task_id(plan, sid)
                 if barrier is not None:
                     barrier.wait()
-                began = time.perf_counter()
+                began, put_at = time.perf_counter(), time.time()
                 device.put("area", structure(sid, area, "Residential Structure", 100.0 + i * 0.001, 14.0))
                 device.put("area", register_structure(eid, sid, area, str(plan["_id"]), user_name(i)))
                 pushed = device.push("area", url(i))
@@ -387,7 +389,8 @@ def measure_round_trip(devices: int, areas: int, per_area: int, poll: float, tim
                 if live:
                     got = device.wait_for("area", wanted, max(0.0, timeout - (time.perf_counter() - began)))
                     return {"s": time.perf_counter() - began, "push_s": push_s, "pulls": 0,
-                            "pushed": pushed.get("docs_written"), "ok": got is not None}
+                            "pushed": pushed.get("docs_written"), "ok": got is not None,
+                            "event": eid, "area": area, "put_at": put_at}
                 pulls = 0
                 while True:
                     device.pull("area", url(i))
@@ -423,6 +426,8 @@ def measure_round_trip(devices: int, areas: int, per_area: int, poll: float, tim
             if background.error is not None:
                 raise RuntimeError(f"the workers failed: {background.error!r}")
             out["trips"] = trips
+            for t in trips:  # when the server first saw each event: its receipt (the sync worker's, area -> main)
+                t["seen_at"] = _receipt_time(couch, settings, t.get("event"))
             out["worker_stats"] = background.stats
             out["parked"] = audit_count(couch, settings, "parked")
             out["refused"] = audit_count(couch, settings, "refused")
@@ -443,6 +448,51 @@ def measure_round_trip(devices: int, areas: int, per_area: int, poll: float, tim
             list(closer.map(lambda d: d.close(), fleet))
         shutil.rmtree(dev_root, ignore_errors=True)
     return out
+
+
+def _receipt_time(couch: Couch, settings: Settings, event_id: str | None) -> float | None:
+    doc = couch.get(settings.dbs.main, event_id) if event_id else None
+    if doc is None:
+        return None
+    found = receipts(couch, settings.dbs.audit, [(str(event_id), str(doc["_rev"]))])
+    return next(iter(found.values()), None)
+
+
+def split_round_trips(trips: list[dict[str, Any]], worker_log: Path) -> dict[str, list[float]]:
+    """Each live round trip cut into its stages (seconds), from the trip's own times, the event's receipt and
+    the workers' log: push (device), to the sync worker (push done -> the worker reads the event in the area),
+    to main and evaluated (-> the plan worker's ``evaluated`` line for the event, its tasks written), to the
+    area (-> the first copy of tasks into the event's area after that, fast lane or ordered fan-out), to the
+    device (-> the task local)."""
+    evaluated: dict[str, float] = {}
+    copies: dict[str, list[float]] = {}
+    for line in worker_log.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        at = datetime.fromisoformat(str(rec.get("ts", "")).replace("Z", "+00:00")).timestamp()
+        if rec.get("event") == "evaluated" and rec.get("doc_id"):
+            evaluated.setdefault(str(rec["doc_id"]), at)
+        elif rec.get("event") == "sync batch" and str(rec.get("direction", "")).startswith("main->area") \
+                and rec.get("revisions"):
+            copies.setdefault(str(rec.get("area")), []).append(at)
+    stages: dict[str, list[float]] = {k: [] for k in ("push", "to sync", "to main + evaluated", "to area",
+                                                      "to device")}
+    for t in trips:
+        ev, seen = evaluated.get(str(t.get("event"))), t.get("seen_at")
+        if not t.get("ok") or "put_at" not in t or ev is None or seen is None:
+            continue
+        pushed, local = t["put_at"] + t["push_s"], t["put_at"] + t["s"]
+        copied = min((c for c in copies.get(str(t["area"]), []) if c >= ev), default=None)
+        if copied is None:
+            continue
+        stages["push"].append(t["push_s"])
+        stages["to sync"].append(seen - pushed)
+        stages["to main + evaluated"].append(ev - seen)
+        stages["to area"].append(copied - ev)
+        stages["to device"].append(local - copied)
+    return stages
 
 
 def _plan_tasks(couch: Couch, db: str, plan: Doc, structures: list[str]) -> int:
@@ -503,6 +553,12 @@ def report_round_trip(m: dict[str, Any]) -> None:
               f"p95 {percentile(done, 0.95) / ref50:6.1f}x  max {max(done) / ref50:6.1f}x the raw round trip's p50")
     print(f"  peak RSS         {m['rss_mib']:8.1f} MiB (this process, workers in-process; devices are other "
           "processes)")
+    if m.get("split"):
+        counted = len(next(iter(m["split"].values())))
+        print(f"  stages (ms, from the workers' log; {counted} of {len(trips)} trips placed; log times have ms "
+              "precision, a stage may read slightly below 0):")
+        for name, values in m["split"].items():
+            print(f"    {name:22} {spread(values) if values else '-'}")
 
 
 # --------------------------------------------------------------------------------------------- main
@@ -547,8 +603,11 @@ def main(argv: list[str] | None = None) -> int:
         if shutil.which("node") is None:
             print("node is needed for the simulated devices", file=sys.stderr)
             return 2
-        report_round_trip(measure_round_trip(args.devices, args.areas, args.rt_per_area, args.poll, args.timeout,
-                                             args.ref_tries, args.solo_tries, args.with_activation))
+        m = measure_round_trip(args.devices, args.areas, args.rt_per_area, args.poll, args.timeout,
+                               args.ref_tries, args.solo_tries, args.with_activation)
+        if args.worker_log is not None and args.poll <= 0:
+            m["split"] = split_round_trips(m["trips"], args.worker_log)
+        report_round_trip(m)
     return 0
 
 

@@ -202,12 +202,13 @@ class AreaSync(Worker):
             for area in areas_of(doc, self.index, known) & known.keys():
                 targets.setdefault(self.settings.dbs.area(area), {})[str(doc["_id"])] = [str(doc["_rev"])]
         copied_to = fan_out(self.couch, self.settings.dbs.main, targets, live)
+        ms = round((time.perf_counter() - started) * 1000, 1)
         written = 0
-        for copied in copied_to.values():
+        for db, copied in sorted(copied_to.items()):
             self._own(copied.written)
             written += copied.count
-        log_event(log, "sync batch", direction="main->area fast", areas=len(targets), docs=len(live),
-                  revisions=written, ms=round((time.perf_counter() - started) * 1000, 1))
+            log_event(log, "sync batch", direction="main->area fast", area=self.settings.dbs.area_of(db),
+                      docs=len(targets[db]), revisions=copied.count, ms=ms)
         return written
 
     def _previous_body(self, tombstone: Doc) -> Doc:
