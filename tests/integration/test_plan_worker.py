@@ -6,15 +6,20 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from areaworld import NORTH, register_structure, structure, world
+
 from demo.synthetic import AreaSize, operational_areas, uid
 from workers.couch import Couch
 from workers.evaluator.engine import activate
 from workers.evaluator.lookup import InMemoryLookup
 from workers.evaluator.templates import new_plan_from_template
 from workers.plans import activation
+from workers.plans.worker import PlanWorker
 from workers.registry import build
 from workers.runner import Runner
 from workers.settings import Settings
+
+__all__ = ["world"]  # the fixture
 
 
 def _run(couch: Couch, settings: Settings, workers: list[str] | None = None) -> None:
@@ -113,3 +118,37 @@ def test_a_periodic_cancellation_is_written_and_audited_once(couch: Couch, initi
     assert _tasks(couch, s) == tasks
     assert len(couch.view(s.dbs.audit, "audit", "by_kind", reduce=False, startkey=["cancellation"],
                           endkey=["cancellation", {}])) == len(audited)
+
+
+def test_a_feed_batch_is_evaluated_change_after_change_and_written_together(
+    couch: Couch, world: tuple[Settings, dict[str, Any]]
+) -> None:
+    """One batch of the main feed: a new structure and two registrations of it (the second sees the first's
+    pending task and adds none), and two forms on one task (the second writes over the first: what was pending
+    is written first, then the second is evaluated again over it). Nothing parked, nothing lost."""
+    s, plan = world
+    plan_id = str(plan["_id"])
+    irs = next(t for t in _tasks(couch, s).values() if t["for"] == "s-n1" and t["code"] == "IRS")
+    since = couch.changes(s.dbs.main, "now", limit=1).last_seq
+
+    def sprayed(event_id: str, status: str) -> dict[str, Any]:
+        form = register_structure(event_id, "s-n1", NORTH, plan_id)
+        form["eventType"] = "Spray"
+        form["details"] = {"planIdentifier": plan_id, "taskIdentifier": irs["_id"], "taskBusinessStatus": status}
+        return form
+
+    couch.save_many(s.dbs.main, [structure("s-b1", NORTH), register_structure("ev-b1", "s-b1", NORTH, plan_id),
+                                 register_structure("ev-b1-again", "s-b1", NORTH, plan_id),
+                                 sprayed("ev-spray-1", "Not Sprayed"), sprayed("ev-spray-2", "Sprayed")])
+    changes = couch.changes(s.dbs.main, since, include_docs=False).results
+    assert len(changes) == 5
+    plans = next(h for h in build(["plans"], couch, s).handlers if isinstance(h, PlanWorker))
+    assert plans.process(s.dbs.main, changes) == 4  # IRS and Register Structure for s-b1, the IRS task twice
+    tasks = [t for t in _tasks(couch, s).values() if t["for"] in ("s-b1", "s-n1")]
+    assert sorted((t["for"], t["code"]) for t in tasks) == [("s-b1", "IRS"), ("s-b1", "Register Structure"),
+                                                            ("s-n1", "IRS")]
+    done = couch.get(s.dbs.main, irs["_id"])
+    assert done is not None and (done["status"], done["businessStatus"]) == ("Completed", "Sprayed")
+    assert int(str(done["_rev"]).split("-")[0]) == int(str(irs["_rev"]).split("-")[0]) + 2
+    parked = couch.view(s.dbs.audit, "audit", "by_kind", reduce=False, startkey=["parked"], endkey=["parked", {}])
+    assert parked == []

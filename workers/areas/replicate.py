@@ -99,6 +99,18 @@ def fan_out(couch: Couch, source: str, leaves_by_target: dict[str, dict[str, lis
     return out
 
 
+def write_first_revisions(couch: Couch, docs_by_target: dict[str, list[Doc]]) -> dict[str, Copied]:
+    """Copy first revisions (from :func:`first_revision`) to each target without asking what it lacks: a
+    revision it holds already is left as it is (``new_edits: false`` adds a revision only where it is
+    missing, and a first revision is the root of any later one), so one ``_bulk_docs`` per target is all."""
+    out: dict[str, Copied] = {}
+    for target, docs in sorted(docs_by_target.items()):
+        for start in range(0, len(docs), FAN_CHUNK):
+            _write(couch, target, docs[start : start + FAN_CHUNK])
+        out[target] = Copied(written=list(docs))
+    return out
+
+
 def first_revision(doc: Doc) -> Doc | None:
     """A document at its first revision, ready to copy with ``new_edits: false``: its history is its own
     revision, so it needs no ``_bulk_get?revs=true``. None for anything else (a later revision, whose

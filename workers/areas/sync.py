@@ -23,7 +23,7 @@ from typing import Any
 
 from workers.areas import assignments
 from workers.areas.index import MainIndex
-from workers.areas.replicate import copy_revisions, fan_out
+from workers.areas.replicate import Copied, copy_revisions, fan_out, first_revision, write_first_revisions
 from workers.areas.routing import (
     ASSIGNMENTS_ID,
     NEW,
@@ -188,27 +188,37 @@ class AreaSync(Worker):
     def expedite(self, docs: list[Doc]) -> int:
         """The fast lane: documents another worker of this process has just written to the main database (the
         plan worker's tasks for an event) copied now to the areas that have a database, without waiting for
-        main's feed to reach them (an activation under way puts thousands of tasks before them). The ordered
-        fan-out finds these revisions in the areas later and writes nothing (``_revs_diff``); a document whose
-        area has no database yet waits for it (the ordered fan-out creates the database)."""
+        main's feed to reach them (an activation under way puts thousands of tasks before them). New documents
+        are written to each area at once (:func:`write_first_revisions`: one request per area); later revisions
+        go through :func:`fan_out` with their history. The ordered fan-out finds these revisions in the areas
+        later and writes nothing (``_revs_diff``); a document whose area has no database yet waits for it (the
+        ordered fan-out creates the database)."""
         live = [doc for doc in docs if doc.get("_id") and doc.get("_rev") and not doc.get("_deleted")]
         if not live:
             return 0
         started = time.perf_counter()
         known = self.known()
         self.index.prefetch(live)
-        targets: dict[str, dict[str, list[str]]] = {}
+        firsts: dict[str, list[Doc]] = {}
+        later: dict[str, dict[str, list[str]]] = {}
         for doc in live:
+            first = first_revision(doc)
             for area in areas_of(doc, self.index, known) & known.keys():
-                targets.setdefault(self.settings.dbs.area(area), {})[str(doc["_id"])] = [str(doc["_rev"])]
-        copied_to = fan_out(self.couch, self.settings.dbs.main, targets, live)
+                db = self.settings.dbs.area(area)
+                if first is not None:
+                    firsts.setdefault(db, []).append(first)
+                else:
+                    later.setdefault(db, {})[str(doc["_id"])] = [str(doc["_rev"])]
+        copied_to = write_first_revisions(self.couch, firsts)
+        for db, copied in fan_out(self.couch, self.settings.dbs.main, later).items():
+            copied_to.setdefault(db, Copied()).written.extend(copied.written)
         ms = round((time.perf_counter() - started) * 1000, 1)
         written = 0
         for db, copied in sorted(copied_to.items()):
             self._own(copied.written)
             written += copied.count
             log_event(log, "sync batch", direction="main->area fast", area=self.settings.dbs.area_of(db),
-                      docs=len(targets[db]), revisions=copied.count, ms=ms)
+                      docs=copied.count, revisions=copied.count, ms=ms)
         return written
 
     def _previous_body(self, tombstone: Doc) -> Doc:

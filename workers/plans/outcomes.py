@@ -42,20 +42,34 @@ def decision_record(db: str, cause: Doc, rule: str, record: Doc) -> Doc:
 def write_outcome(couch: Couch, db: str, audit_db: str, own_writes: OwnWrites, cause: Doc, rule: str,
                   outcome: Outcome) -> list[Doc]:
     """Write an outcome's audit records and tasks; returns the tasks written, with their new revisions."""
-    tasks = outcome.tasks
-    if not tasks and not outcome.audit:
+    return write_outcomes(couch, db, audit_db, own_writes, [(cause, rule, outcome)])
+
+
+def write_outcomes(couch: Couch, db: str, audit_db: str, own_writes: OwnWrites,
+                   decided: list[tuple[Doc, str, Outcome]]) -> list[Doc]:
+    """Write the outcomes of several causes (a feed batch's changes) at once: every audit record in one
+    request, then every task in one. No two outcomes may write the same task (the caller writes what is pending
+    before evaluating a change again over it). Returns the tasks written, with their new revisions."""
+    decided = [(cause, rule, outcome) for cause, rule, outcome in decided if outcome.tasks or outcome.audit]
+    if not decided:
         return []
-    records = [decision_record(db, cause, rule, record) for record in outcome.audit]
+    records = [decision_record(db, cause, rule, record) for cause, rule, outcome in decided for record in outcome.audit]
     write_many_once(couch, audit_db, records)
+    tasks = [task for _, _, outcome in decided for task in outcome.tasks]
     result = couch.save_many(db, [dict(t) for t in tasks])
     own_writes.add_results(result.ok)
-    raced_updates = [tid for tid in result.conflicts if any(t["_id"] == tid and t.get("_rev") for t in tasks)]
-    if raced_updates:
-        raise Conflict(f"tasks changed while {cause.get('_id')} was evaluated: {', '.join(raced_updates)}")
+    causes = {task["_id"]: str(cause.get("_id")) for cause, _, outcome in decided for task in outcome.tasks}
+    raced = [tid for tid in result.conflicts if any(t["_id"] == tid and t.get("_rev") for t in tasks)]
+    if raced:
+        raise Conflict(f"tasks changed while {', '.join(sorted({causes[t] for t in raced}))} "
+                       f"{'was' if len({causes[t] for t in raced}) == 1 else 'were'} evaluated: {', '.join(raced)}")
     if result.errors:
-        raise Conflict(f"tasks not written for {cause.get('_id')}: {result.errors}")
+        raise Conflict(f"tasks not written for {', '.join(sorted({c for c in causes.values()}))}: {result.errors}")
     by_id = {t["_id"]: t for t in tasks}
     stored = [{**by_id[res["id"]], "_rev": res["rev"]} for res in result.ok]
-    log_event(log, "evaluated", db=db, doc_id=cause.get("_id"), rule=rule, tasks=len(result.ok),
-              existing=len(result.conflicts), audit=len(records))
+    ok, existing = {str(res["id"]) for res in result.ok}, set(result.conflicts)
+    for cause, rule, outcome in decided:
+        ids = set(outcome.task_writes)
+        log_event(log, "evaluated", db=db, doc_id=cause.get("_id"), rule=rule, tasks=len(ids & ok),
+                  existing=len(ids & existing), audit=len(outcome.audit))
     return stored

@@ -10,9 +10,11 @@ filter and an action, feeding the pure evaluator and writing what it decides.
 | location-archived | a location becomes inactive | its open tasks cancelled, audited |
 | periodic | a plan's ``periodic`` trigger is due (a chore, every 15 minutes) | the plan's periodic actions |
 
-Each change is evaluated with a lookup that sees the writes of the changes before it in the batch.
-Every outcome is written by :func:`workers.plans.outcomes.write_outcome`: idempotent (deterministic ids), a
-raced update is a conflict (the change is retried with fresh reads, then parked; a periodic run tries again).
+Each change is evaluated with a lookup that sees the writes of the changes before it in the batch
+(:class:`~workers.readmodel.lookup.PendingLookup`), and a batch's outcomes are written together by
+:func:`workers.plans.outcomes.write_outcomes`: idempotent (deterministic ids), a raced update is a conflict (the
+batch is retried change by change with fresh reads, then a change that still fails is parked; a periodic run
+tries again).
 """
 
 from __future__ import annotations
@@ -37,10 +39,10 @@ from workers.evaluator.outcome import Outcome
 from workers.follower import Worker
 from workers.logs import log_event
 from workers.plans import activation
-from workers.plans.outcomes import write_outcome
+from workers.plans.outcomes import write_outcomes
 from workers.plans.periodic import PeriodicClock
 from workers.readmodel.feed import ReadModel
-from workers.readmodel.lookup import IndexLookup
+from workers.readmodel.lookup import IndexLookup, PendingLookup
 from workers.settings import Settings
 
 log = logging.getLogger("fieldsync.plans")
@@ -98,9 +100,15 @@ class PlanWorker(Worker):
     # ------------------------------------------------------------------------------------------ feed
 
     def process(self, db: str, changes: list[dict[str, Any]]) -> int:
+        """Each change evaluated over the read model plus what the changes before it decided; the whole batch's
+        audit records and tasks written at the end, in one request each (50 devices' events arriving together
+        are one write, not 50). An outcome that writes a task another one of the batch writes too is not mixed
+        with it: what is pending is written first, and the change is evaluated again over it."""
         self._scan()  # activations to resume are known before any feed rule asks whether one covers an entity
         self.model.catch_up()  # the index has read the feed to its end: it holds at least this batch
         lookup = IndexLookup(self.model)
+        pending = Outcome()
+        decided: list[tuple[Doc, str, Outcome]] = []
         written: list[Doc] = []
         for change in changes:
             doc = change.get("doc") or self.model.store.get(str(change.get("id")))
@@ -111,15 +119,21 @@ class PlanWorker(Worker):
                     continue
                 if doc.get("type") in CHECKED_TYPES:
                     parse_document(doc)  # a document that breaks the contract is parked with id, field, reason
-                outcome = rule.apply(doc, lookup, datetime.now(UTC))
-                if outcome is not None:
-                    written += self._write(db, doc, rule.name, outcome, lookup)
+                outcome = rule.apply(doc, PendingLookup(self.model, pending), datetime.now(UTC))
+                if outcome is not None and pending.task_writes.keys() & outcome.task_writes.keys():
+                    written += self._write(db, decided, lookup)
+                    pending, decided = Outcome(), []
+                    outcome = rule.apply(doc, PendingLookup(self.model, pending), datetime.now(UTC))
+                if outcome is not None and (outcome.tasks or outcome.audit):
+                    decided.append((doc, rule.name, outcome))
+                    pending.merge(outcome)
                 break
+        written += self._write(db, decided, lookup)
         self._tell(written)
         return len(written)
 
-    def _write(self, db: str, cause: Doc, rule: str, outcome: Outcome, lookup: IndexLookup) -> list[Doc]:
-        stored = write_outcome(self.couch, db, self.settings.dbs.audit, self.own_writes, cause, rule, outcome)
+    def _write(self, db: str, decided: list[tuple[Doc, str, Outcome]], lookup: IndexLookup) -> list[Doc]:
+        stored = write_outcomes(self.couch, db, self.settings.dbs.audit, self.own_writes, decided)
         lookup.remember(stored)
         return stored
 
@@ -250,7 +264,7 @@ class PlanWorker(Worker):
                 lookup = IndexLookup(self.model)
                 try:
                     outcome = periodic(plan, lookup, now, window=window, paths=self.paths)
-                    written += len(self._write(self.db, plan, PERIODIC, outcome, lookup))
+                    written += len(self._write(self.db, [(plan, PERIODIC, outcome)], lookup))
                     break
                 except ServerUnreachable:
                     raise

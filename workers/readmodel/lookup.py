@@ -15,6 +15,7 @@ feed rule when its own change comes.
 from __future__ import annotations
 
 from workers.evaluator.lookup import ACTIVE, parent_id
+from workers.evaluator.outcome import Outcome
 from workers.readmodel.feed import ReadModel
 from workers.readmodel.store import Doc, Store
 
@@ -122,3 +123,36 @@ class IndexLookup:
 
     def events_in(self, jurisdiction_id: str) -> list[Doc]:
         return self._store.by_key("event-location", [jurisdiction_id])[jurisdiction_id]
+
+
+class PendingLookup(IndexLookup):
+    """The read model as it will be once ``pending`` (the task writes decided for the changes before, in the
+    same feed batch, not written yet) is applied: the plan worker evaluates each change of a batch over it and
+    writes the whole batch's tasks in one request. A task read from ``pending`` carries the revision it was
+    decided from, not the one it will have: the worker writes what is pending before an outcome that writes one
+    of those tasks again, and evaluates that change again over what was written."""
+
+    def __init__(self, model: ReadModel, pending: Outcome) -> None:
+        super().__init__(model)
+        self.pending = pending
+
+    def task(self, identifier: str) -> Doc | None:
+        return self.pending.task_writes.get(identifier) or super().task(identifier)
+
+    def tasks_for_many(self, entity_ids: list[str]) -> dict[str, list[Doc]]:
+        found = super().tasks_for_many(entity_ids)
+        return {e: _with_pending(found.get(e, []), self.pending.pending_for(e)) for e in entity_ids}
+
+    def tasks_in(self, jurisdiction_id: str, plan_id: str | None = None) -> list[Doc]:
+        pending = [t for t in self.pending.tasks if t.get("groupIdentifier") == jurisdiction_id
+                   and (plan_id is None or t.get("planIdentifier") == plan_id)]
+        return _with_pending(super().tasks_in(jurisdiction_id, plan_id), pending)
+
+
+def _with_pending(found: list[Doc], pending: list[Doc]) -> list[Doc]:
+    """``found`` with each task ``pending`` writes replaced by the pending body, and the new ones added."""
+    if not pending:
+        return found
+    by_id = {t["_id"]: t for t in pending}
+    out = [by_id.pop(t["_id"], t) for t in found]
+    return out + list(by_id.values())
