@@ -466,12 +466,15 @@ def split_round_trips(trips: list[dict[str, Any]], worker_log: Path) -> dict[str
     device (-> the task local)."""
     evaluated: dict[str, float] = {}
     copies: dict[str, list[float]] = {}
+    began = min((t["put_at"] for t in trips if "put_at" in t), default=0.0)
     for line in worker_log.read_text().splitlines():
         try:
             rec = json.loads(line)
         except ValueError:
             continue
         at = datetime.fromisoformat(str(rec.get("ts", "")).replace("Z", "+00:00")).timestamp()
+        if at < began:
+            continue  # an earlier run's lines (the file is appended to), or this run's set-up
         if rec.get("event") == "evaluated" and rec.get("doc_id"):
             evaluated.setdefault(str(rec["doc_id"]), at)
         elif rec.get("event") == "sync batch" and str(rec.get("direction", "")).startswith("main->area") \
