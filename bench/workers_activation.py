@@ -96,7 +96,8 @@ def activation_pass(couch: Couch, settings: Settings, kind: str, n: int, *, raw:
     cpu = time.process_time()
     out["activation_s"], stats = run_workers(couch, settings, ["plans"])
     out["cpu_s"] = time.process_time() - cpu  # the worker's own CPU (every thread): what it leaves the server
-    out["rss_after_activation_mib"] = maxrss_mib()  # before the raw pass, which holds the plan's tasks
+    out["rss_after_activation_mib"] = maxrss_mib()  # before the raw pass
+    _progress(f"activation {n + 1}: {out['activation_s']:.1f} s, peak RSS {out['rss_after_activation_mib']:.1f} MiB")
     if trace:
         out["tracemalloc_peak_mib"] = tracemalloc.get_traced_memory()[1] / 2**20
         tracemalloc.stop()
@@ -108,7 +109,13 @@ def activation_pass(couch: Couch, settings: Settings, kind: str, n: int, *, raw:
     out["parked"] = stats.parked
     if raw:
         out["raw_tasks"], out["raw_s"] = raw_pass(couch, settings, str(plan["identifier"]))
+        _progress(f"raw pass: {out['raw_tasks']:,} tasks in {out['raw_s']:.1f} s")
     return out
+
+
+def _progress(line: str) -> None:
+    """A phase done, on stderr at once: a run of hours shows where it is (the figures come at the end)."""
+    print(f"  [{time.strftime('%H:%M:%S')}] {line}", file=sys.stderr, flush=True)
 
 
 def raw_pass(couch: Couch, settings: Settings, plan_identifier: str) -> tuple[int, float]:
@@ -155,13 +162,17 @@ def measure(structures: int, per_area: int, *, raw: bool, trace: bool, kind: str
         started = time.perf_counter()
         out["structures"], out["areas"], out["documents"] = seed(couch, settings, kind, structures, per_area)
         out["load_s"] = time.perf_counter() - started
+        _progress(f"loaded {out['documents']:,} documents in {out['load_s']:.1f} s")
         out["digest_s"], stats = run_workers(couch, settings, ["plans"])
         out["digest_changes"] = stats.changes
         out["rss_before_activation_mib"] = maxrss_mib()
+        _progress(f"digested {stats.changes:,} changes in {out['digest_s']:.1f} s; "
+                  f"RSS {out['rss_before_activation_mib']:.1f} MiB")
         out["passes"] = [activation_pass(couch, settings, kind, n, raw=raw, trace=trace) for n in range(repeat)]
         out.update(out["passes"][0])  # the peak RSS of the first activation: later ones follow a raw pass
         if raw:
             out.update(rebuild(couch, settings, server.data_dir))
+            _progress(f"rebuild: {out['rebuild_docs']:,} documents in {out['rebuild_s']:.1f} s")
     return out
 
 
