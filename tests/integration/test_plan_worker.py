@@ -3,6 +3,7 @@ events and offline registrations produce follow-on tasks."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -140,13 +141,23 @@ def test_a_feed_batch_is_evaluated_change_after_change_and_written_together(
     couch.save_many(s.dbs.main, [structure("s-b1", NORTH), register_structure("ev-b1", "s-b1", NORTH, plan_id),
                                  register_structure("ev-b1-again", "s-b1", NORTH, plan_id),
                                  sprayed("ev-spray-1", "Not Sprayed"), sprayed("ev-spray-2", "Sprayed")])
+    # on a cluster the feed reads one copy of each shard: wait (bounded) until it shows all five writes
+    deadline = time.monotonic() + 30
     changes = couch.changes(s.dbs.main, since, include_docs=False).results
+    while len(changes) < 5 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        changes = couch.changes(s.dbs.main, since, include_docs=False).results
     assert len(changes) == 5
     # the feed's order (not the writes' on CouchDB, whose feed merges its shards) decides which form is last
     last = [c["id"] for c in changes if str(c["id"]).startswith("ev-spray")][-1]
     plans = next(h for h in build(["plans"], couch, s).handlers if isinstance(h, PlanWorker))
     assert plans.process(s.dbs.main, changes) == 4  # IRS and Register Structure for s-b1, the IRS task twice
-    tasks = [t for t in _tasks(couch, s).values() if t["for"] in ("s-b1", "s-n1")]
+    def ours() -> list[dict[str, Any]]:
+        return [t for t in _tasks(couch, s).values() if t["for"] in ("s-b1", "s-n1")]
+    tasks = ours()
+    while len(tasks) < 3 and time.monotonic() < deadline + 30:  # a view on a cluster reads one copy per shard
+        time.sleep(0.5)
+        tasks = ours()
     assert sorted((t["for"], t["code"]) for t in tasks) == [("s-b1", "IRS"), ("s-b1", "Register Structure"),
                                                             ("s-n1", "IRS")]
     done = couch.get(s.dbs.main, irs["_id"])
