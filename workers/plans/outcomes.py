@@ -39,12 +39,6 @@ def decision_record(db: str, cause: Doc, rule: str, record: Doc) -> Doc:
     }
 
 
-def write_outcome(couch: Couch, db: str, audit_db: str, own_writes: OwnWrites, cause: Doc, rule: str,
-                  outcome: Outcome) -> list[Doc]:
-    """Write an outcome's audit records and tasks; returns the tasks written, with their new revisions."""
-    return write_outcomes(couch, db, audit_db, own_writes, [(cause, rule, outcome)])
-
-
 def write_outcomes(couch: Couch, db: str, audit_db: str, own_writes: OwnWrites,
                    decided: list[tuple[Doc, str, Outcome]]) -> list[Doc]:
     """Write the outcomes of several causes (a feed batch's changes) at once: every audit record in one
