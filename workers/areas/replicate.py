@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from workers.couch import Couch, Doc
 from workers.errors import FieldsyncError
+from workers.parallel import CouchPool
 
 CHUNK = 200
 FAN_CHUNK = 1000  # revisions per request of a fan-out (its documents are routed already: no callbacks per chunk)
@@ -67,48 +68,60 @@ def copy_revisions(
     return out
 
 
-def fan_out(couch: Couch, source: str, leaves_by_target: dict[str, dict[str, list[str]]],
+def fan_out(couch: Couch | CouchPool, source: str, leaves_by_target: dict[str, dict[str, list[str]]],
             at_hand: Iterable[Doc] = ()) -> dict[str, Copied]:
     """Copy, to each target, the revisions of its ``leaves`` (id -> leaf revs) that it lacks: one ``_revs_diff``
     per target, then one ``_bulk_get`` of what any of them lacks (a revision several targets lack, such as a
-    plan's, is read once), then one ``_bulk_docs`` per target (in chunks of ``FAN_CHUNK`` revisions).
+    plan's, is read once), then one ``_bulk_docs`` per target (in chunks of ``FAN_CHUNK`` revisions). Given a
+    :class:`CouchPool`, the targets' requests run several at once.
 
     ``at_hand``: bodies the caller holds already (read from the source's feed, or just written to it); a first
     revision among them is not read again (:func:`first_revision`)."""
+    pool = _pool(couch)
     held = {(str(d["_id"]), str(d["_rev"])): d for d in map(first_revision, at_hand) if d is not None}
-    missing_by_target: dict[str, list[tuple[str, str]]] = {}
-    for target, leaves in sorted(leaves_by_target.items()):
+
+    def lacks(client: Couch, target: str) -> list[tuple[str, str]]:
+        leaves = leaves_by_target[target]
         ids = sorted(leaves)
         missing: list[tuple[str, str]] = []
         for start in range(0, len(ids), FAN_CHUNK):
-            found = couch.revs_diff(target, {i: leaves[i] for i in ids[start : start + FAN_CHUNK]})
+            found = client.revs_diff(target, {i: leaves[i] for i in ids[start : start + FAN_CHUNK]})
             missing += [(doc_id, rev) for doc_id, revs in sorted(found.items()) for rev in revs]
-        if missing:
-            missing_by_target[target] = missing
+        return missing
+
+    targets = sorted(leaves_by_target)
+    missing_by_target = {t: refs for t, refs in zip(targets, pool.map(lacks, targets), strict=True) if refs}
     wanted = sorted({ref for refs in missing_by_target.values() for ref in refs if ref not in held})
     fetched: dict[tuple[str, str], Doc] = dict(held)
     for start in range(0, len(wanted), FAN_CHUNK):
-        for doc in couch.bulk_get(source, wanted[start : start + FAN_CHUNK], revs=True):
+        for doc in pool.couch.bulk_get(source, wanted[start : start + FAN_CHUNK], revs=True):
             fetched[(str(doc["_id"]), str(doc["_rev"]))] = doc
-    out: dict[str, Copied] = {}
-    for target, refs in missing_by_target.items():
-        docs = [fetched[ref] for ref in refs if ref in fetched]
-        for start in range(0, len(docs), FAN_CHUNK):
-            _write(couch, target, docs[start : start + FAN_CHUNK])
-        out[target] = Copied(written=docs)
-    return out
+    docs_by_target = {target: [fetched[ref] for ref in refs if ref in fetched]
+                      for target, refs in missing_by_target.items()}
+    return _write_each(pool, docs_by_target)
 
 
-def write_first_revisions(couch: Couch, docs_by_target: dict[str, list[Doc]]) -> dict[str, Copied]:
+def write_first_revisions(couch: Couch | CouchPool, docs_by_target: dict[str, list[Doc]]) -> dict[str, Copied]:
     """Copy first revisions (from :func:`first_revision`) to each target without asking what it lacks: a
     revision it holds already is left as it is (``new_edits: false`` adds a revision only where it is
-    missing, and a first revision is the root of any later one), so one ``_bulk_docs`` per target is all."""
-    out: dict[str, Copied] = {}
-    for target, docs in sorted(docs_by_target.items()):
+    missing, and a first revision is the root of any later one), so one ``_bulk_docs`` per target is all
+    (several targets at once, given a :class:`CouchPool`)."""
+    return _write_each(_pool(couch), docs_by_target)
+
+
+def _pool(couch: Couch | CouchPool) -> CouchPool:
+    return couch if isinstance(couch, CouchPool) else CouchPool(couch, threads=1)
+
+
+def _write_each(pool: CouchPool, docs_by_target: dict[str, list[Doc]]) -> dict[str, Copied]:
+    def write(client: Couch, target: str) -> None:
+        docs = docs_by_target[target]
         for start in range(0, len(docs), FAN_CHUNK):
-            _write(couch, target, docs[start : start + FAN_CHUNK])
-        out[target] = Copied(written=list(docs))
-    return out
+            _write(client, target, docs[start : start + FAN_CHUNK])
+
+    targets = sorted(t for t, docs in docs_by_target.items() if docs)
+    pool.map(write, targets)
+    return {target: Copied(written=list(docs_by_target[target])) for target in targets}
 
 
 def first_revision(doc: Doc) -> Doc | None:

@@ -39,6 +39,7 @@ from workers.audit import now_iso, receipt_record, stable_id, write_many_once
 from workers.couch import Couch, Doc
 from workers.follower import Worker
 from workers.logs import log_event
+from workers.parallel import CouchPool
 from workers.settings import Settings
 
 log = logging.getLogger("fieldsync.sync")
@@ -65,6 +66,10 @@ class AreaSync(Worker):
         self.couch = couch
         self.settings = settings
         self.index = MainIndex(couch, settings.dbs.main)
+        # the areas of one batch are written several at once; the fast lane has its own threads, so that it
+        # never queues behind the ordered fan-out of an activation's thousands of tasks
+        self.fan_pool = CouchPool(couch, name="sync-fan-out")
+        self.fast_pool = CouchPool(couch, name="sync-fast-lane")
         self._known: dict[str, list[str]] = {}
         self._refreshed = 0.0
         self._areas_lock = threading.RLock()
@@ -170,7 +175,7 @@ class AreaSync(Worker):
         # a new document's body came with the feed: only later revisions are read again, with their history
         at_hand = [doc for change, doc in bodies
                    if [r.get("rev") for r in change.get("changes", [])] == [doc.get("_rev")]]
-        copied_to = fan_out(self.couch, self.settings.dbs.main,
+        copied_to = fan_out(self.fan_pool, self.settings.dbs.main,
                             {db: by_area[area] for db, area in area_db.items()}, at_hand)
         ms = round((time.perf_counter() - started) * 1000, 1)
         written = 0
@@ -189,10 +194,10 @@ class AreaSync(Worker):
         """The fast lane: documents another worker of this process has just written to the main database (the
         plan worker's tasks for an event) copied now to the areas that have a database, without waiting for
         main's feed to reach them (an activation under way puts thousands of tasks before them). New documents
-        are written to each area at once (:func:`write_first_revisions`: one request per area); later revisions
-        go through :func:`fan_out` with their history. The ordered fan-out finds these revisions in the areas
-        later and writes nothing (``_revs_diff``); a document whose area has no database yet waits for it (the
-        ordered fan-out creates the database)."""
+        are written to each area at once (:func:`write_first_revisions`: one request per area, several areas at a
+        time); later revisions go through :func:`fan_out` with their history. The ordered fan-out finds these
+        revisions in the areas later and writes nothing (``_revs_diff``); a document whose area has no database
+        yet waits for it (the ordered fan-out creates the database)."""
         live = [doc for doc in docs if doc.get("_id") and doc.get("_rev") and not doc.get("_deleted")]
         if not live:
             return 0
@@ -209,8 +214,8 @@ class AreaSync(Worker):
                     firsts.setdefault(db, []).append(first)
                 else:
                     later.setdefault(db, {})[str(doc["_id"])] = [str(doc["_rev"])]
-        copied_to = write_first_revisions(self.couch, firsts)
-        for db, copied in fan_out(self.couch, self.settings.dbs.main, later).items():
+        copied_to = write_first_revisions(self.fast_pool, firsts)
+        for db, copied in fan_out(self.fast_pool, self.settings.dbs.main, later).items():
             copied_to.setdefault(db, Copied()).written.extend(copied.written)
         ms = round((time.perf_counter() - started) * 1000, 1)
         written = 0

@@ -2,8 +2,9 @@
 resolved latest-wins (:mod:`workers.conflicts.winner`).
 
 Per batch of the feed (read without documents: ``style=all_docs`` lists every leaf of each change, and a
-document with one leaf has no conflict): one ``_bulk_get`` of every leaf of every document with several, one
-read of the receipts of those leaves (main database), one ``_bulk_docs`` of audit records (deterministic ids: a
+document with one leaf has no conflict), three reads at once: one ``_bulk_get`` of every leaf of every document
+with several, the receipts of those leaves (main database) and which of them earlier resolutions keep as losers
+(the audit's ``conflict_revisions`` view); then one ``_bulk_docs`` of audit records (deterministic ids: a
 second resolver or a replay writes nothing new), then one ``_bulk_docs`` on the database that writes each
 winning body on top of the current winning revision and deletes every other leaf. Writing on top of a known
 leaf never creates a conflict: if someone else wrote meanwhile, CouchDB answers 409 and the next change of that
@@ -24,6 +25,7 @@ from workers.couch import Couch, Doc
 from workers.errors import Conflict, FieldsyncError, NotFound
 from workers.follower import Worker
 from workers.logs import log_event
+from workers.parallel import CouchPool
 from workers.settings import Settings
 
 log = logging.getLogger("fieldsync.conflicts")
@@ -96,6 +98,7 @@ class ConflictResolver(Worker):
         super().__init__()
         self.couch = couch
         self.settings = settings
+        self.pool = CouchPool(couch, threads=2, name="conflicts-reads")
 
     def follows(self, kind: str) -> bool:
         return kind in CONFLICT_KINDS
@@ -112,14 +115,18 @@ class ConflictResolver(Worker):
                 if len(change.get("changes", [])) > 1 for r in change["changes"] if r.get("rev")]
         if not refs:
             return 0
+        # three reads that need only the leaves, at once: the leaves' bodies; the receipts of devices' revisions
+        # in the main database (their claimed times are clamped to them); which leaves earlier resolutions hold
+        main = db == self.settings.dbs.main
+        receipts_read = self.pool.submit(lambda c: receipts(c, self.settings.dbs.audit, refs) if main else {})
+        audited_read = self.pool.submit(lambda c: self._audited(c, db, refs))
         by_doc: dict[str, list[Doc]] = {}
         for leaf in self.couch.bulk_get(db, refs):
             by_doc.setdefault(str(leaf["_id"]), []).append(leaf)
-        # devices' revisions in the main database carry receipts: their claimed times are clamped to them
         seen: dict[str, dict[str, float]] = {}
-        if db == self.settings.dbs.main:
-            for (doc_id, rev), at in receipts(self.couch, self.settings.dbs.audit, refs).items():
-                seen.setdefault(doc_id, {})[rev] = at
+        for (doc_id, rev), at in receipts_read.result().items():
+            seen.setdefault(doc_id, {})[rev] = at
+        audited = audited_read.result()
         records: list[Doc] = []
         writes: list[Doc] = []
         for doc_id, fetched in by_doc.items():
@@ -135,7 +142,7 @@ class ConflictResolver(Worker):
         # the audit first: a kill between the two writes leaves an audit of a resolution that the replay does;
         # a resolution whose losers are all preserved by an earlier record (a concurrent resolver's half-done
         # write: its winner not yet deleted looks like a loser) is not audited twice
-        records = self._not_yet_audited(db, records)
+        records = [r for r in records if not all((r["docId"], loser["_rev"]) in audited for loser in r["losers"])]
         write_many_once(self.couch, self.settings.dbs.audit, records)
         results = self.couch.bulk_docs(db, writes)
         self.own_writes.add_results(results)
@@ -145,14 +152,11 @@ class ConflictResolver(Worker):
         return written
 
 
-    def _not_yet_audited(self, db: str, records: list[Doc]) -> list[Doc]:
-        keys = [[db, r["docId"], loser["_rev"]] for r in records for loser in r["losers"]]
-        if not keys:
-            return records
-        rows = self.couch.view(self.settings.dbs.audit, "audit", "conflict_revisions", keys=keys)
-        audited = {tuple(row["key"]) for row in rows}
-        return [r for r in records
-                if not all((db, r["docId"], loser["_rev"]) in audited for loser in r["losers"])]
+    def _audited(self, couch: Couch, db: str, refs: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        """The (document, revision) pairs among ``refs`` that an earlier conflict record keeps as a loser."""
+        keys = [[db, doc_id, rev] for doc_id, rev in refs]
+        rows = couch.view(self.settings.dbs.audit, "audit", "conflict_revisions", keys=keys)
+        return {(str(row["key"][1]), str(row["key"][2])) for row in rows}
 
 
 def _has_time(doc: Doc) -> bool:
