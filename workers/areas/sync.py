@@ -70,6 +70,8 @@ class AreaSync(Worker):
         # never queues behind the ordered fan-out of an activation's thousands of tasks
         self.fan_pool = CouchPool(couch, name="sync-fan-out")
         self.fast_pool = CouchPool(couch, name="sync-fast-lane")
+        # what devices wrote: the reads of an area's batch at once (several areas' batches run at once too)
+        self.up_pool = CouchPool(couch, threads=8, name="sync-upstream")
         self._known: dict[str, list[str]] = {}
         self._refreshed = 0.0
         self._areas_lock = threading.RLock()
@@ -250,9 +252,11 @@ class AreaSync(Worker):
         started = time.perf_counter()
         leaves = {str(c["id"]): [str(r["rev"]) for r in c.get("changes", []) if r.get("rev")] for c in changes}
         on_server: dict[str, OnServer] = {}
+        # what the main database holds under these ids is read while the revisions are (copy_revisions' pool)
+        main_rows = self.up_pool.submit(lambda client: self._main_rows(client, sorted(leaves)))
 
         def learn(docs: list[Doc]) -> None:
-            on_server.update(self._on_server(docs))
+            on_server.update(self._on_server(docs, main_rows.result()))
             # only new ids teach the index (a family's new structure in the same batch): a device's version of
             # an existing document must not change how the main database's documents are routed
             fresh = [d for d in docs if not d.get("_deleted") and on_server.get(str(d["_id"]), NEW) == NEW]
@@ -268,7 +272,8 @@ class AreaSync(Worker):
                 receipt_record(self.settings.dbs.main, db, str(d["_id"]), str(d["_rev"]), seen_at) for d in docs])
 
         copied = copy_revisions(self.couch, db, self.settings.dbs.main, leaves, refuse=refuse, before=learn,
-                                accepted=receipts, ignore=lambda doc: bool(doc.get("_deleted") and doc.get(WITHDRAWN)))
+                                accepted=receipts, ignore=lambda doc: bool(doc.get("_deleted") and doc.get(WITHDRAWN)),
+                                pool=self.up_pool)
         if copied.refused:
             records = [_refused_record(db, doc, reason) for doc, reason in copied.refused]
             write_many_once(self.couch, self.settings.dbs.audit, records)
@@ -282,12 +287,16 @@ class AreaSync(Worker):
                       ms=round((time.perf_counter() - started) * 1000, 1))
         return copied.count
 
-    def _on_server(self, docs: list[Doc]) -> dict[str, OnServer]:
-        """What the main database holds under each id of ``docs``, and the revision each edit started from."""
-        ids = sorted({str(d["_id"]) for d in docs})
+    def _main_rows(self, client: Couch, ids: list[str]) -> dict[str, Doc]:
+        """The main database's ``_all_docs`` rows (with documents) of ``ids``, by id."""
+        return {str(row.get("key")): row for row in client.all_docs(self.settings.dbs.main, ids, include_docs=True)}
+
+    def _on_server(self, docs: list[Doc], rows: dict[str, Doc]) -> dict[str, OnServer]:
+        """What the main database holds under each id of ``docs`` (``rows``: :meth:`_main_rows` of them), and
+        the revision each edit started from."""
         out: dict[str, OnServer] = {}
-        for row in self.couch.all_docs(self.settings.dbs.main, ids, include_docs=True):
-            key = str(row.get("key"))
+        for key in sorted({str(d["_id"]) for d in docs}):
+            row = rows.get(key) or {}
             value = row.get("value") or {}
             if row.get("error") or not value:
                 out[key] = NEW

@@ -1,0 +1,51 @@
+"""OwnWrites: what a worker wrote is known by (id, rev), bounded, oldest forgotten first."""
+
+from __future__ import annotations
+
+import threading
+
+from workers.follower import OwnWrites
+
+
+def test_a_written_revision_is_known_and_another_revision_or_id_is_not() -> None:
+    own = OwnWrites()
+    own.add("task-1", "1-abc")
+    assert ("task-1", "1-abc") in own
+    assert ("task-1", "2-abc") not in own
+    assert ("task-2", "1-abc") not in own
+    assert ("task-1\x001-abc", "") not in own  # the separator is not a way to forge a pair
+    assert "task-1" not in own
+
+
+def test_results_of_a_bulk_write_are_known_except_the_refused_ones() -> None:
+    own = OwnWrites()
+    own.add_results([{"id": "a", "rev": "1-x", "ok": True}, {"id": "b", "error": "conflict"},
+                     {"id": "c", "rev": "1-y", "error": "forbidden"}])
+    assert ("a", "1-x") in own
+    assert ("c", "1-y") not in own
+    assert len(own) == 1
+
+
+def test_the_oldest_pairs_are_forgotten_beyond_the_bound_and_a_repeat_is_not_counted_twice() -> None:
+    own = OwnWrites(capacity=3)
+    for n in range(5):
+        own.add(f"doc-{n}", "1-r")
+    own.add("doc-4", "1-r")
+    assert len(own) == 3
+    assert [(f"doc-{n}", "1-r") in own for n in range(5)] == [False, False, True, True, True]
+
+
+def test_threads_adding_at_once_lose_nothing() -> None:
+    own = OwnWrites()
+
+    def add(base: int) -> None:
+        for n in range(2_000):
+            own.add(f"doc-{base}-{n}", "1-r")
+
+    threads = [threading.Thread(target=add, args=(b,)) for b in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(own) == 8_000
+    assert all((f"doc-{b}-{n}", "1-r") in own for b in range(4) for n in range(0, 2_000, 97))
