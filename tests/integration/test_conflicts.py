@@ -116,3 +116,32 @@ def test_interaction_logs_in_meta_databases_are_left_to_the_summarizer(
     _resolve(couch, s)
     doc = couch.get(db, base["_id"], conflicts=True)
     assert doc is not None and doc["_conflicts"]
+
+
+def test_a_feed_page_of_many_conflicts_is_settled_batch_after_batch(couch: Couch, initialised: Settings) -> None:
+    """Batches of 3 documents, pages of 15 changes: the next batch's reads run while this one's writes do;
+    every document is settled once, the later edit winning, and a replay writes nothing."""
+    s = initialised.model_copy(update={"batch_size": 3})
+    leaves: list[dict[str, object]] = []
+    for n in range(11):
+        base = {**_task("2026-11-20T08:00:00.000Z"), "_id": f"task-{n}", "identifier": f"task-{n}"}
+        # two generation-1 leaves, as a replicator writes two devices' offline creations
+        leaves.append({**base, "_rev": f"1-{n:02d}a", "businessStatus": "Sprayed",
+                       "lastModified": f"2026-11-21T08:{n:02d}:00.000Z"})
+        leaves.append({**base, "_rev": f"1-{n:02d}b", "businessStatus": "Not Sprayed",
+                       "lastModified": f"2026-11-21T07:{n:02d}:00.000Z"})
+        couch.put(s.dbs.main, {"_id": f"plain-{n}", "type": "Note"})  # changes without a conflict between them
+    couch.bulk_docs(s.dbs.main, leaves, new_edits=False)
+
+    _resolve(couch, s)
+    for n in range(11):
+        doc = couch.get(s.dbs.main, f"task-{n}", conflicts=True)
+        assert doc is not None and "_conflicts" not in doc, doc
+        assert doc["businessStatus"] == "Sprayed"  # the later edit, though "b" is the revision CouchDB shows
+    records = resolver.list_resolutions(couch, s)
+    assert sorted(r["docId"] for r in records) == sorted(f"task-{n}" for n in range(11))
+
+    revs = {n: couch.get(s.dbs.main, f"task-{n}")["_rev"] for n in range(11)}  # type: ignore[index]
+    _resolve(couch, s)
+    assert {n: couch.get(s.dbs.main, f"task-{n}")["_rev"] for n in range(11)} == revs  # type: ignore[index]
+    assert len(resolver.list_resolutions(couch, s)) == 11

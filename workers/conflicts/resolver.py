@@ -2,9 +2,10 @@
 resolved latest-wins (:mod:`workers.conflicts.winner`).
 
 Per batch of the feed (read without documents: ``style=all_docs`` lists every leaf of each change, and a
-document with one leaf has no conflict), three reads at once: one ``_bulk_get`` of every leaf of every document
-with several, the receipts of those leaves (main database) and which of them earlier resolutions keep as losers
-(the audit's ``conflict_revisions`` view); then one ``_bulk_docs`` of audit records (deterministic ids: a
+document with one leaf has no conflict; the next batch's reads run while this one's writes do), three reads at
+once: one ``_bulk_get`` of every leaf of every document with several, the receipts of those leaves (main
+database) and which of them earlier resolutions keep as losers (the audit's ``conflict_revisions`` view); then
+one ``_bulk_docs`` of audit records (deterministic ids: a
 second resolver or a replay writes nothing new), then one ``_bulk_docs`` on the database that writes each
 winning body on top of the current winning revision and deletes every other leaf. Writing on top of a known
 leaf never creates a conflict: if someone else wrote meanwhile, CouchDB answers 409 and the next change of that
@@ -17,6 +18,8 @@ Interaction-log documents in the per-user meta databases are left to the summari
 from __future__ import annotations
 
 import logging
+from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Any
 
 from workers.audit import now_iso, receipts, stable_id, write_many_once, write_once
@@ -91,14 +94,25 @@ def current_winner(leaves: list[Doc]) -> str:
     return str(max(living, key=order)["_rev"])
 
 
+@dataclass
+class Reads:
+    """What settling a batch of documents needs, read at once (:meth:`ConflictResolver._read`)."""
+
+    leaves: Future[list[Doc]]
+    receipts: Future[dict[tuple[str, str], float]]
+    audited: Future[set[tuple[str, str]]]
+
+
 class ConflictResolver(Worker):
     name = "conflicts"
+    # a page of the feed is 5 batches: the next batch's reads overlap this one's writes
+    batch_factor = 5
 
     def __init__(self, couch: Couch, settings: Settings) -> None:
         super().__init__()
         self.couch = couch
         self.settings = settings
-        self.pool = CouchPool(couch, threads=2, name="conflicts-reads")
+        self.pool = CouchPool(couch, threads=3, name="conflicts-reads")
 
     def follows(self, kind: str) -> bool:
         return kind in CONFLICT_KINDS
@@ -109,24 +123,42 @@ class ConflictResolver(Worker):
         return False
 
     def process(self, db: str, changes: list[dict[str, Any]]) -> int:
-        kind = self.settings.dbs.kind(db) or ""
-        skip_types = SKIP_TYPES_BY_KIND.get(kind, set())
-        refs = [(str(change["id"]), str(r["rev"])) for change in changes
-                if len(change.get("changes", [])) > 1 for r in change["changes"] if r.get("rev")]
-        if not refs:
-            return 0
-        # three reads that need only the leaves, at once: the leaves' bodies; the receipts of devices' revisions
-        # in the main database (their claimed times are clamped to them); which leaves earlier resolutions hold
+        """A page of the feed (``batch_factor`` batches) is settled a batch of documents at a time, the reads of
+        the next batch running while this one's writes do (the batches hold different documents: a page of
+        the feed names each document once)."""
+        conflicted = [change for change in changes if len(change.get("changes", [])) > 1]
+        size = max(1, self.settings.batch_size)
+        parts = [conflicted[start : start + size] for start in range(0, len(conflicted), size)]
+        written = 0
+        reading = self._read(db, parts[0]) if parts else None
+        for k in range(len(parts)):
+            assert reading is not None
+            reads, reading = reading, (self._read(db, parts[k + 1]) if k + 1 < len(parts) else None)
+            written += self._settle(db, reads)
+        return written
+
+    def _read(self, db: str, changes: list[dict[str, Any]]) -> Reads:
+        """Three reads that need only the leaves, at once: the leaves' bodies; the receipts of devices'
+        revisions in the main database (their claimed times are clamped to them); which leaves earlier
+        resolutions keep."""
+        refs = [(str(change["id"]), str(r["rev"])) for change in changes for r in change["changes"] if r.get("rev")]
         main = db == self.settings.dbs.main
-        receipts_read = self.pool.submit(lambda c: receipts(c, self.settings.dbs.audit, refs) if main else {})
-        audited_read = self.pool.submit(lambda c: self._audited(c, db, refs))
+        return Reads(
+            leaves=self.pool.submit(lambda c: c.bulk_get(db, refs)),
+            receipts=self.pool.submit(lambda c: receipts(c, self.settings.dbs.audit, refs) if main else {}),
+            audited=self.pool.submit(lambda c: self._audited(c, db, refs)),
+        )
+
+    def _settle(self, db: str, reads: Reads) -> int:
+        """Decide each document's winner, write the audit records, then the resolutions."""
+        skip_types = SKIP_TYPES_BY_KIND.get(self.settings.dbs.kind(db) or "", set())
         by_doc: dict[str, list[Doc]] = {}
-        for leaf in self.couch.bulk_get(db, refs):
+        for leaf in reads.leaves.result():
             by_doc.setdefault(str(leaf["_id"]), []).append(leaf)
         seen: dict[str, dict[str, float]] = {}
-        for (doc_id, rev), at in receipts_read.result().items():
+        for (doc_id, rev), at in reads.receipts.result().items():
             seen.setdefault(doc_id, {})[rev] = at
-        audited = audited_read.result()
+        audited = reads.audited.result()
         records: list[Doc] = []
         writes: list[Doc] = []
         for doc_id, fetched in by_doc.items():
@@ -150,7 +182,6 @@ class ConflictResolver(Worker):
         lost = sum(1 for r in results if r.get("error") == "conflict")
         log_event(log, "resolved", db=db, documents=len(records), writes=written, raced=lost)
         return written
-
 
     def _audited(self, couch: Couch, db: str, refs: list[tuple[str, str]]) -> set[tuple[str, str]]:
         """The (document, revision) pairs among ``refs`` that an earlier conflict record keeps as a loser."""
