@@ -206,6 +206,24 @@ class Follower:
         self._ready = (since, page)
         return True
 
+    def prefetch(self) -> None:
+        """Read the next page now, for the next :meth:`step` (which then makes no request of its own): the runner
+        calls this outside the worker's turn, so that the feed read overlaps another batch or an activation
+        slice. Nothing is read while the checkpoint has yet to be checked or a page is held already; a failed
+        read is left to the step, which reads again and deals with it."""
+        if not self._verified:
+            return
+        since = self.checkpoint().get("seq", 0)
+        if self._ready is not None and self._ready[0] == since:
+            return
+        try:
+            page = self.couch.changes(self.db, since, limit=self.batch_size, include_docs=self.handler.feed_docs(
+                self.db), conflicts=self.handler.conflicts, style="all_docs")
+        except (ServerError, RecursionError):
+            return
+        if page.results:
+            self._ready = (since, page)
+
     def flush(self) -> None:
         """Write the checkpoint if it moved in memory only (see ``defer_s``)."""
         if self._unsaved and self._checkpoint is not None:

@@ -25,6 +25,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -148,6 +149,7 @@ class Runner:
         self._lock = threading.Lock()  # stats and followers, when threads run
         self._outage = _Outage()
         self._failure: BaseException | None = None
+        self._prefetch_pool: ThreadPoolExecutor | None = None
 
     def discover(self) -> list[Follower]:
         """Followers for the databases not followed yet; returns the new ones."""
@@ -194,13 +196,31 @@ class Runner:
         if time.monotonic() - self._last_discovery >= self.discover_every:
             self.discover()
         busy = False
+        behind: list[Follower] = []
         for key, follower in list(self.followers.items()):
             step = follower.step()
             self._count(key[1], step)
             busy = busy or not step.caught_up or step.changes > 0
-        for chore in self._all_chores():
-            busy = chore() or busy
+            if not step.caught_up:
+                behind.append(follower)
+        chores = self._all_chores()
+        if not chores:
+            return busy
+        # the next pages of the followers that are behind are read while the chores run (an activation slice):
+        # joined before the next round, so a follower is never touched by two threads at once
+        reads = [self._prefetcher().submit(f.prefetch) for f in behind]
+        try:
+            for chore in chores:
+                busy = chore() or busy
+        finally:
+            for read in reads:
+                read.exception()  # a failed read is left to the step, which reads again
         return busy
+
+    def _prefetcher(self) -> ThreadPoolExecutor:
+        if self._prefetch_pool is None:
+            self._prefetch_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="feed-prefetch")
+        return self._prefetch_pool
 
     def run(self, stop: threading.Event | None = None, *, until_idle: bool = False) -> RunStats:
         stop = stop or threading.Event()
@@ -312,6 +332,7 @@ class Runner:
                             gate.leave()
                 else:
                     while not stop.is_set():
+                        follower.prefetch()  # outside the turn: the read overlaps another batch or chore slice
                         if not gate.enter(feed=True):
                             return
                         try:
