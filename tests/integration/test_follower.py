@@ -4,6 +4,7 @@ but the worker's own writes moves the checkpoint in memory only (written with th
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from workers.couch import ChangesPage, Couch
@@ -130,3 +131,37 @@ def test_a_checkpoint_write_is_one_request_and_survives_other_writers(couch: Cou
     couch.request("DELETE", db, "_local/cp", params={"rev": current["_rev"]})
     client.put_local(db, "cp", {"seq": 4})
     assert (couch.get_local(db, "cp") or {})["seq"] == 4
+
+
+def test_a_followers_next_page_is_read_while_the_chores_run(couch: Couch, settings: Settings) -> None:
+    """Rounds (until idle): the page after a full one is read while the chore runs (an activation slice
+    overlaps main's feed read), and the next step uses it without reading again; nothing is lost or repeated.
+    (Fails if the runner reads the page in the step only: the chore then waits for it in vain.)"""
+    from workers.runner import Runner
+
+    db = _db(couch, settings, "follow-prefetch")
+    couch.save_many(db, [{"_id": f"d{n:02d}"} for n in range(7)])
+    counting = CountingCouch(settings.couch_nodes, settings.credentials)
+    handler = Recorder()
+    runner = Runner(counting, settings, [handler], discover_every=float("inf"))  # this one database only
+    runner.followers[("recorder", db)] = Follower(counting, db, handler, settings.dbs.audit, batch_size=3)
+    follower = runner.followers[("recorder", db)]
+    during: list[bool] = []
+
+    def chore() -> bool:
+        # another thread reads the follower's next page while this runs: wait for it (bounded)
+        deadline = time.monotonic() + 5
+        while follower._ready is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        during.append(follower._ready is not None)
+        return False
+
+    runner.chores = {"recorder": [chore]}
+    assert runner.run_once() is True  # d00-d02; d03-d05 read during the chore
+    assert during == [True] and len(handler.seen) == 3  # (CouchDB's feed order is not the write order)
+    assert counting.reads == 2
+    runner.run_once()  # d03-d05 from the page read ahead, no read of its own; d06 read during the chore
+    assert len(set(handler.seen)) == len(handler.seen) == 6
+    assert during == [True, True] and counting.reads == 3
+    runner.run(until_idle=True)
+    assert sorted(handler.seen) == [f"d{n:02d}" for n in range(7)]
