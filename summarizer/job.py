@@ -12,9 +12,10 @@ For each per-user meta database (``fieldsync-user-<name>-meta``):
    a union, so merging again or after a crash gives the same documents) and the changed documents written;
 5. only then are the merged records removed (purged where the server supports ``_purge``).
 
-Databases are taken ``GROUP`` at a time, in user name order: step 4 reads the group's daily documents of a day
-in one id range and writes them in one ``_bulk_docs``, then step 5 runs for each database of the group,
-``FINISH_THREADS`` databases at a time (each: its records removed, then its checkpoint moved).
+Databases are taken ``GROUP`` at a time, in user name order, ``READ_THREADS`` of a group read at once: step 4
+reads the group's daily documents of a day in one id range and writes them in one ``_bulk_docs``, then step 5
+runs for each database of the group, ``FINISH_THREADS`` databases at a time (each: its records removed, then its
+checkpoint moved), while the next group is read, merged and written.
 
 A kill between 4 and 5 leaves records that the next pass merges again into identical documents: no double
 counting, no loss. A per-database ``_local`` checkpoint (the update sequence seen) lets the interval pass skip
@@ -26,7 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -49,6 +50,8 @@ PREFIX = "interaction-"
 GROUP = 50
 # meta databases of a group finished (records removed, checkpoint moved) at the same time
 FINISH_THREADS = 4
+# meta databases of a group read at the same time
+READ_THREADS = 4
 
 
 @dataclass
@@ -221,10 +224,12 @@ class _Prepared:
 
 
 def _prepare(couch: Couch, settings: Settings, db: str, user: str, permitted: bool, report: PassReport,
-             date: str | None, refs: frozenset[str]) -> _Prepared | None:
-    """Read one meta database: strays and invalid records parked (and strays removed), a user without the
-    permission has their records removed; the valid records by day, or None when there is nothing to merge."""
-    leaves, strays = _read(couch, db, date)
+             date: str | None, refs: frozenset[str],
+             read: Future[tuple[list[Doc], list[Doc]]] | None = None) -> _Prepared | None:
+    """Read one meta database (or take ``read``, its read under way): strays and invalid records parked (and
+    strays removed), a user without the permission has their records removed; the valid records by day, or
+    None when there is nothing to merge."""
+    leaves, strays = read.result() if read is not None else _read(couch, db, date)
     if strays:
         report.parked += _park(couch, settings, db, [
             (doc, ValueError(f"{doc.get('_id')}: _id: a meta database holds interaction records only"))
@@ -258,12 +263,13 @@ def _prepare(couch: Couch, settings: Settings, db: str, user: str, permitted: bo
 
 
 def _prepare_isolated(couch: Couch, settings: Settings, db: str, user: str, permitted: bool, report: PassReport,
-                      date: str | None, refs: frozenset[str]) -> tuple[bool, _Prepared | None]:
+                      date: str | None, refs: frozenset[str],
+                      read: Future[tuple[list[Doc], list[Doc]]] | None = None) -> tuple[bool, _Prepared | None]:
     """:func:`_prepare`, with one user's database that cannot be read never stopping the others: (read, what
     to merge)."""
     try:
         try:
-            return True, _prepare(couch, settings, db, user, permitted, report, date, refs)
+            return True, _prepare(couch, settings, db, user, permitted, report, date, refs, read)
         except RecursionError:
             # a record nested too deeply for a JSON reader: read one document at a time, park and remove
             # what cannot be read, then merge the rest
@@ -278,15 +284,18 @@ def _prepare_isolated(couch: Couch, settings: Settings, db: str, user: str, perm
 
 
 def _merge_group(couch: Couch, settings: Settings, group: list[tuple[str, str, bool]], report: PassReport,
-                 date: str | None, refs: frozenset[str]) -> None:
-    """Merge a group of meta databases (``(db, user, permitted)``): each read on its own, their days merged
-    and written together (:func:`_write_days`), and only then their records removed and their checkpoints
-    moved. A kill before the removal leaves records that the next pass merges again into identical documents."""
+                 date: str | None, refs: frozenset[str], pools: _Pools) -> list[Future[int]]:
+    """Merge a group of meta databases (``(db, user, permitted)``): each read on its own (``READ_THREADS`` at
+    once), their days merged and written together (:func:`_write_days`), and only then their records removed
+    and their checkpoints moved: returned as the futures of those finishing requests, which the caller lets
+    run while it reads the next group. A kill before the removal leaves records that the next pass merges
+    again into identical documents."""
+    reads = {db: pools.read.submit(_read, couch, db, date) for db, _, _ in group}
     done: list[tuple[str, bool]] = []
     prepared: list[_Prepared] = []
     for db, user, permitted in group:
         before = report.records
-        read, todo = _prepare_isolated(couch, settings, db, user, permitted, report, date, refs)
+        read, todo = _prepare_isolated(couch, settings, db, user, permitted, report, date, refs, reads[db])
         if report.records > before:
             report.users += 1
         if todo is not None:
@@ -314,8 +323,15 @@ def _merge_group(couch: Couch, settings: Settings, group: list[tuple[str, str, b
     # (its records removed, then its checkpoint), several at once: these are requests to different databases,
     # a purge being a committed write of its own
     jobs = [(p.db, p.permitted, p.leaves) for p in prepared] + [(db, permitted, []) for db, permitted in done]
-    with ThreadPoolExecutor(max_workers=FINISH_THREADS) as pool:
-        report.removed += sum(pool.map(lambda job: _finish(couch, settings, *job), jobs))
+    return [pools.finish.submit(_finish, couch, settings, *job) for job in jobs]
+
+
+@dataclass
+class _Pools:
+    """A pass's threads: the reads of a group's databases, and the finishing of the previous group's."""
+
+    read: ThreadPoolExecutor
+    finish: ThreadPoolExecutor
 
 
 def _finish(couch: Couch, settings: Settings, db: str, permitted: bool, leaves: list[Doc]) -> int:
@@ -353,8 +369,17 @@ def run_pass(couch: Couch, settings: Settings, *, date: str | None = None, full:
         todo.append((db, user, app.has_permission(PERMISSION, roles)))
     # users in name order: a group's daily documents of a day are one id range of the users-meta database
     todo.sort(key=lambda item: item[1])
-    for start in range(0, len(todo), group):
-        _merge_group(couch, settings, todo[start : start + group], report, date, refs)
+    with ThreadPoolExecutor(READ_THREADS, thread_name_prefix="merge-read") as reader, \
+            ThreadPoolExecutor(FINISH_THREADS, thread_name_prefix="merge-finish") as finisher:
+        pools = _Pools(reader, finisher)
+        finishing: list[Future[int]] = []
+        for start in range(0, len(todo), group):
+            # the previous group's databases are finished while this group is read, merged and written; no
+            # more than one group's records wait in memory for their removal
+            ahead = _merge_group(couch, settings, todo[start : start + group], report, date, refs, pools)
+            report.removed += sum(f.result() for f in finishing)
+            finishing = ahead
+        report.removed += sum(f.result() for f in finishing)
     report.ms = round((time.perf_counter() - started) * 1000, 1)
     _record(couch, settings, report)
     log_event(log, "pass", users=report.users, databases=report.databases, records=report.records,
