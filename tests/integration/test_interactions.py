@@ -237,3 +237,27 @@ def test_a_record_updated_on_the_device_and_synced_again_arrives_updated(
     assert len(stored["sessions"][0]["events"]) == 30
     job.run_pass(couch, s)
     assert _daily(couch, s)[daily_doc_id("greg", "phone", DAY)]["summary"]["events"] == 30
+
+
+def test_groups_of_users_are_merged_while_the_previous_group_is_finished(couch: Couch, tracked: Settings) -> None:
+    """Groups of 2 meta databases: each group read (several at once), merged and written while the previous
+    group's records are removed and its checkpoints moved. Every user's records end merged once, none is
+    left, every checkpoint is at its database's position, and a second pass writes nothing."""
+    s = tracked
+    users = ["greg", "nora", *(f"chw{n}" for n in range(5))]
+    for user in users[2:]:
+        provision.add_user(couch, s, user, f"{user}-pw", ["chw"])
+    _permit(couch, s, ["chw", "supervisor"])
+    for n, user in enumerate(users):
+        couch.put(s.dbs.user_meta(user), _record(user, "phone", _events(T0 + n * 10_000, 3 + n)))
+    report = job.run_pass(couch, s, group=2)
+    assert report.users == len(users) and report.records == len(users) and report.removed == len(users)
+    daily = _daily(couch, s)
+    assert {d["metadata"]["user"]: d["summary"]["events"] for d in daily.values()} == {
+        user: 3 + n for n, user in enumerate(users)}
+    for user in users:
+        assert _left(couch, s, user) == []
+        db = s.dbs.user_meta(user)
+        assert couch.get_local(s.dbs.users_meta, f"{job.CHECKPOINT}@{db}")["seq"] == couch.update_seq(db)  # type: ignore[index]
+    again = job.run_pass(couch, s, full=False)
+    assert again.documents_written == 0 and again.skipped_unchanged == len(users)
