@@ -73,10 +73,21 @@ class Gate:
         self._feeds_waiting = 0
         self._closed = False
 
-    def enter(self, feed: bool) -> bool:
+    def announce(self) -> None:
+        """A feed batch is coming (its page being read): no chore slice starts meanwhile. Followed by
+        ``enter(feed=True, announced=True)`` or :meth:`withdraw`."""
+        with self._cond:
+            self._feeds_waiting += 1
+
+    def withdraw(self) -> None:
+        with self._cond:
+            self._feeds_waiting -= 1
+            self._cond.notify_all()
+
+    def enter(self, feed: bool, announced: bool = False) -> bool:
         """Wait for the turn; False once the gate is closed (the runner is stopping)."""
         with self._cond:
-            self._feeds_waiting += feed
+            self._feeds_waiting += feed and not announced
             while not self._closed and (self._busy or (not feed and self._feeds_waiting)):
                 self._cond.wait()
             self._feeds_waiting -= feed
@@ -332,8 +343,15 @@ class Runner:
                             gate.leave()
                 else:
                     while not stop.is_set():
-                        follower.prefetch()  # outside the turn: the read overlaps another batch or chore slice
-                        if not gate.enter(feed=True):
+                        # the page is read outside the turn (it overlaps a batch or a chore slice under way),
+                        # the batch announced first: no chore slice starts meanwhile, feed batches keep going first
+                        gate.announce()
+                        try:
+                            follower.prefetch()
+                        except BaseException:
+                            gate.withdraw()
+                            raise
+                        if not gate.enter(feed=True, announced=True):
                             return
                         try:
                             step = follower.step()
