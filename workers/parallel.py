@@ -45,9 +45,10 @@ class CouchPool:
 
     def map(self, fn: Callable[[Couch, T], R], items: Iterable[T]) -> list[R]:
         """``fn(client, item)`` for every item, at most ``threads`` at once; one item runs in the caller's
-        thread on the caller's client (no hand-over for the common case of a single request)."""
+        thread on the caller's client (no hand-over for the common case of a single request), as does every
+        item of a one-thread pool (no thread is started for it)."""
         todo: Sequence[T] = list(items)
-        if len(todo) <= 1:
+        if len(todo) <= 1 or self.threads <= 1:
             return [fn(self.couch, item) for item in todo]
         def call(item: T) -> R:
             return fn(self._client(), item)

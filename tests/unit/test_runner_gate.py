@@ -49,9 +49,8 @@ def test_closing_waits_for_the_turn_under_way_and_refuses_new_ones() -> None:
     assert not gate.enter(feed=True) and not gate.enter(feed=False)
 
 
-def test_an_announced_feed_batch_keeps_chores_out_while_its_page_is_read() -> None:
-    gate = Gate()
-    gate.announce()  # a follower reads its next page outside the turn
+def _chore_waiting(gate: Gate) -> tuple[threading.Thread, threading.Event]:
+    """A chore slice that waits for its turn (started); the event is set once it had it."""
     entered = threading.Event()
 
     def chore() -> None:
@@ -61,6 +60,13 @@ def test_an_announced_feed_batch_keeps_chores_out_while_its_page_is_read() -> No
 
     thread = threading.Thread(target=chore)
     thread.start()
+    return thread, entered
+
+
+def test_an_announced_feed_batch_keeps_chores_out_while_its_page_is_read() -> None:
+    gate = Gate()
+    gate.announce()  # a follower reads its next page outside the turn
+    thread, entered = _chore_waiting(gate)
     assert not entered.wait(0.3), "a chore slice started while a feed batch was announced"
     assert gate.enter(feed=True, announced=True)  # the page is read: the batch takes its turn
     assert not entered.is_set()
@@ -72,15 +78,7 @@ def test_an_announced_feed_batch_keeps_chores_out_while_its_page_is_read() -> No
 def test_a_withdrawn_announcement_lets_the_chores_in() -> None:
     gate = Gate()
     gate.announce()
-    entered = threading.Event()
-
-    def chore() -> None:
-        if gate.enter(feed=False):
-            entered.set()
-            gate.leave()
-
-    thread = threading.Thread(target=chore)
-    thread.start()
+    thread, entered = _chore_waiting(gate)
     assert not entered.wait(0.2)
     gate.withdraw()  # the read failed: the follower deals with it outside the turn
     thread.join(5)
