@@ -130,7 +130,15 @@ def test_node_lost_during_an_interaction_merge_pass(
     daily = _daily(couch, s)
     expected = {d["_id"]: d for docs in everything.values() for d in merge_day(docs)}
     assert {k: {f: v for f, v in d.items() if f != "_rev"} for k, d in daily.items()} == expected
-    assert all(_left(couch, s, u) == [] for u in users)
+    # node 1 was down when the first pass purged most records: its copies take those purges from the other
+    # nodes once it is back (internal replication), and a listing may read its copy meanwhile (seen in CI):
+    # wait for them, a bounded while
+    def left() -> dict[str, list[str]]:
+        return {u: ids for u in users if (ids := _left(couch, s, u))}
+    try:
+        _wait_for(lambda: not left(), 60, "every merged record removed on every copy")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: still listed {left()}") from None
     _no_conflicts(couch, s.dbs.users_meta)
 
 
