@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TypeVar
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from workers.couch import Couch
 
@@ -73,3 +74,19 @@ class CouchPool:
             if self._executor is not None:
                 self._executor.shutdown(wait=True)
                 self._executor = None
+
+
+@dataclass(frozen=True)
+class Pending:
+    """What a chore answers when it can go no further until requests it handed to threads end (an activation
+    whose writes in flight fill its pipeline): the runner waits for the first of them *outside* the worker's
+    turn, so the worker's feed batches run meanwhile, instead of the chore holding the turn while it waits."""
+
+    futures: tuple[Future[Any], ...]
+
+    def wait(self, timeout: float) -> bool:
+        """Until one of the requests has ended or ``timeout`` seconds; True when one has."""
+        if not self.futures:
+            return True
+        done, _ = wait(self.futures, timeout=timeout, return_when=FIRST_COMPLETED)
+        return bool(done)

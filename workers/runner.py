@@ -9,7 +9,8 @@ Two ways to run:
   the worker's own writes moves its checkpoint in memory (:attr:`Follower.defer_s`), written with the next
   batch that acts, when the feed is idle or at stop. The workers run side by side; a worker whose state is
   not shared between threads runs one batch at a time (its :class:`Gate`), with its feed batches before its
-  chores (an activation runs in slices between them, so it never holds an event back); a worker declared
+  chores (an activation runs in slices between them, and waits for its writes in flight outside the turn: it
+  never holds an event back); a worker declared
   ``parallel`` runs the batches of different databases at once (one slow area never delays the others).
   Databases are found at start, then from ``_db_updates`` where the server has it (CouchDB once its
   ``_global_changes`` database exists: ``fieldsync init`` makes it), by polling ``_all_dbs`` every
@@ -33,6 +34,7 @@ from workers.couch import Couch
 from workers.errors import FieldsyncError, NotFound, ServerUnreachable
 from workers.follower import Follower, Handler, Step, legacy_checkpoint_name
 from workers.logs import log_event
+from workers.parallel import Pending
 from workers.settings import Settings
 
 log = logging.getLogger("fieldsync.runner")
@@ -54,8 +56,11 @@ TRUSTED_KINDS = ("main", "audit", "users-meta")
 T = TypeVar("T")
 
 # Extra work a worker does between feed batches (e.g. a plan activation in progress). Returns True when it
-# did something, False when it has nothing left to do.
-Chore = Callable[[], bool]
+# did something, False when it has nothing left to do, or Pending: it can go on once one of the requests it
+# handed to threads has ended (the runner waits for that outside the worker's turn).
+Chore = Callable[[], bool | Pending]
+# seconds the chore thread waits for a Pending chore's requests before it looks again (and at a stop)
+PENDING_WAIT_S = 1.0
 
 # seconds a follower's longpoll waits for a change before asking again (an idle database costs one request
 # per this many seconds)
@@ -220,13 +225,21 @@ class Runner:
         # the next pages of the followers that are behind are read while the chores run (an activation slice):
         # joined before the next round, so a follower is never touched by two threads at once
         reads = [self._prefetcher().submit(f.prefetch) for f in behind]
+        waiting: list[Pending] = []
         try:
             for chore in chores:
-                busy = chore() or busy
+                done = chore()
+                if isinstance(done, Pending):
+                    waiting.append(done)
+                else:
+                    busy = done or busy
         finally:
             for read in reads:
                 read.exception()  # a failed read is left to the step, which reads again
-        return busy
+        if waiting and not busy:
+            # nothing else to do in this round: wait for a chore's requests rather than go round for nothing
+            waiting[0].wait(PENDING_WAIT_S)
+        return busy or bool(waiting)
 
     def _prefetcher(self) -> ThreadPoolExecutor:
         if self._prefetch_pool is None:
@@ -387,10 +400,14 @@ class Runner:
                 if not gate.enter(feed=False):
                     return
                 try:
-                    busy = [chore() for chore in chores]
+                    done = [chore() for chore in chores]
                 finally:
                     gate.leave()
                 attempt = 0
+                waiting = [d for d in done if isinstance(d, Pending)]
+                if waiting and not any(d is True for d in done):
+                    # out of the turn: the worker's feed batches run while the chore's requests are under way
+                    waiting[0].wait(PENDING_WAIT_S)
             except ServerUnreachable as exc:
                 attempt += 1
                 stop.wait(self._outage.failed(exc, attempt))
@@ -398,7 +415,7 @@ class Runner:
             except Exception as exc:  # reported by run()
                 self._fail("chores", exc, stop)
                 return
-            if any(busy):
+            if any(done):
                 sleep = self.idle_sleep[0]
                 continue
             stop.wait(sleep)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import threading
+import time
+from concurrent.futures import Future
 
-from workers.runner import Gate
+from workers.parallel import Pending
+from workers.runner import Gate, Runner
 
 
 def test_a_waiting_feed_batch_goes_before_a_waiting_chore() -> None:
@@ -83,3 +86,47 @@ def test_a_withdrawn_announcement_lets_the_chores_in() -> None:
     gate.withdraw()  # the read failed: the follower deals with it outside the turn
     thread.join(5)
     assert entered.is_set()
+
+
+def test_a_chore_waiting_for_its_requests_waits_outside_the_turn() -> None:
+    """A chore that answers Pending (an activation whose writes fill its pipeline) gives the turn back: a feed
+    batch enters while the requests are under way; the chore is not called again in a spin, and is called again
+    as soon as one of its requests ends."""
+    runner = Runner(None, None, [], idle_sleep=(5.0, 5.0))  # type: ignore[arg-type]  # no server asked here
+    gate = Gate()
+    stop = threading.Event()
+    write: Future[None] = Future()
+    calls: list[float] = []
+
+    def chore() -> bool | Pending:
+        calls.append(time.monotonic())
+        return Pending((write,)) if not write.done() else False
+
+    loop = threading.Thread(target=runner._chore_loop, args=([chore], gate, stop))
+    loop.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not calls and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert calls
+        fed = threading.Event()
+
+        def feed() -> None:
+            if gate.enter(feed=True):
+                fed.set()
+                gate.leave()
+
+        threading.Thread(target=feed).start()
+        assert fed.wait(0.5), "the chore kept the turn while its requests were under way"
+        time.sleep(0.3)
+        assert len(calls) <= 2  # waited on the requests (up to PENDING_WAIT_S), not called again and again
+        before = len(calls)
+        ended = time.monotonic()
+        write.set_result(None)
+        deadline = time.monotonic() + 5
+        while len(calls) == before and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert len(calls) > before and calls[before] - ended < 0.5
+    finally:
+        stop.set()
+        loop.join(10)

@@ -28,6 +28,7 @@ from workers.evaluator.fhirpath import PathEngine
 from workers.evaluator.tree import jurisdictions
 from workers.follower import OwnWrites, shard_of
 from workers.logs import log_event
+from workers.parallel import Pending
 from workers.plans.couch_lookup import CouchLookup
 from workers.readmodel.feed import ReadModel
 from workers.readmodel.lookup import IndexLookup
@@ -79,6 +80,8 @@ class Activation:
         self.batch_size = batch_size
         self.shard = shard
         self._batches: Iterator[Batch] | None = None
+        self._next: tuple[Batch, float] | None = None  # evaluated, waiting for room in the pipeline
+        self._exhausted = False  # every batch evaluated
         self._pending_tasks = 0
         self._pending_written = 0
         self._reload = False
@@ -114,14 +117,19 @@ class Activation:
                                   resume_after=self.progress.get("resumeAfter"), paths=self.paths,
                                   mine=(lambda jid: shard_of(jid, count) == self.shard[0]) if count > 1 else None)
 
-    def step(self) -> bool:
-        """Write the next batch; False once the activation is done. On any error (the server gone, a write
-        refused) the walk is dropped and reopened later from the persisted progress: a generator that raised
-        cannot go on, and the batch not yet recorded as done is replayed without duplicates."""
+    def step(self) -> bool | Pending:
+        """Evaluate the next batch and hand it to a writer; False once the activation is done. When the writes
+        in flight fill the pipeline, the batch evaluated stays ready and :class:`Pending` says what to wait
+        for: the caller waits outside the worker's turn (:mod:`workers.runner`), so an activation never holds
+        a feed batch back while the server takes its writes. On any error (the server gone, a write refused)
+        the walk is dropped and reopened later from the persisted progress: a generator that raised cannot go
+        on, and the batch not yet recorded as done is replayed without duplicates."""
         try:
             return self._step()
         except Exception as exc:
             self._batches = None
+            self._next = None
+            self._exhausted = False
             self._drop_inflight()
             self._pending_tasks = self._pending_written = 0
             self._reload = True  # resume from what was persisted, once the server answers
@@ -154,7 +162,7 @@ class Activation:
         write_once(self.couch, self.audit_db, parked_record("plans", self.db, change, reason, self._failures))
         log_event(log, "activation failed: parked", logging.ERROR, db=self.db, plan=self.plan_id, error=reason)
 
-    def _step(self) -> bool:
+    def _step(self) -> bool | Pending:
         if self._reload:
             self.progress = self.couch.get_local(self.db, progress_name(self.plan_id)) or self.progress
             self._reload = False
@@ -162,23 +170,38 @@ class Activation:
             return False
         if self._batches is None:
             self._batches = self._open()
-        started = time.perf_counter()
-        try:
-            batch = next(self._batches)  # evaluated while the previous batch is being written
-        except StopIteration:
-            self._settle(0)
-            self.model.catch_up()  # the index reads past the activation's own writes (its position in status)
-            self.progress["state"] = DONE
-            self.progress["finishedAt"] = now_iso()
-            self.couch.put_local(self.db, progress_name(self.plan_id), self.progress)
-            log_event(log, "activation done", db=self.db, plan=self.plan_id,
-                      jurisdictions=self.progress["jurisdictionsDone"], tasks=self.progress["tasksWritten"])
-            return False
-        self._settle(PIPELINE - 1)
-        self._current = batch.jurisdiction_id
-        docs = [dict(t) for t in batch.tasks]  # of this worker's share only (activation_batches' ``mine``)
-        self._inflight.append((batch, docs, self._writer().submit(self._write, docs) if docs else None, started))
-        return True
+        self._settle_ended()
+        if self._next is None and not self._exhausted:
+            started = time.perf_counter()
+            try:
+                batch = next(self._batches)  # evaluated while the previous batches are being written
+            except StopIteration:
+                self._exhausted = True
+            else:
+                self._current = batch.jurisdiction_id
+                self._next = (batch, started)
+        if self._next is not None:
+            if len(self._inflight) >= PIPELINE:
+                return self._waiting()
+            batch, started = self._next
+            self._next = None
+            docs = [dict(t) for t in batch.tasks]  # of this worker's share only (activation_batches' ``mine``)
+            self._inflight.append((batch, docs, self._writer().submit(self._write, docs) if docs else None,
+                                   started))
+            return True
+        if self._inflight:
+            return self._waiting()
+        self.model.catch_up()  # the index reads past the activation's own writes (its position in status)
+        self.progress["state"] = DONE
+        self.progress["finishedAt"] = now_iso()
+        self.couch.put_local(self.db, progress_name(self.plan_id), self.progress)
+        log_event(log, "activation done", db=self.db, plan=self.plan_id,
+                  jurisdictions=self.progress["jurisdictionsDone"], tasks=self.progress["tasksWritten"])
+        return False
+
+    def _waiting(self) -> Pending:
+        """The writes to wait for before the next step can go on (the oldest ends first, mostly)."""
+        return Pending(tuple(future for _, _, future, _ in self._inflight if future is not None))
 
     def _writer(self) -> ThreadPoolExecutor:
         if self._pool is None:
@@ -189,7 +212,7 @@ class Activation:
     def _write(self, docs: list[Doc]) -> WriteResult:
         """In a writer thread: the ``_bulk_docs`` on the thread's own connections, then what was written is
         made known (own writes, the read model on the thread's own SQLite connection). The progress is the
-        main thread's, recorded in order by :meth:`_settle`."""
+        main thread's, recorded in order by :meth:`_settle_ended`."""
         couch: Couch | None = getattr(self._writers, "couch", None)
         if couch is None:
             couch = self._writers.couch = self.couch.clone()
@@ -200,10 +223,11 @@ class Activation:
         self.model.remember([d for d in docs if d["_id"] in ok and d.get("_rev")])
         return result
 
-    def _settle(self, keep: int) -> None:
-        """Wait for the oldest writes in flight until at most ``keep`` are left, recording each in order: after
-        a jurisdiction's last batch, the persisted progress (never before its tasks are written)."""
-        while len(self._inflight) > keep:
+    def _settle_ended(self) -> None:
+        """Record the writes that have ended, oldest first and in order (a write still in flight stops the
+        recording of the ones after it): after a jurisdiction's last batch, the persisted progress (never
+        before its tasks are written)."""
+        while self._inflight and (self._inflight[0][2] is None or self._inflight[0][2].done()):
             self._record(*self._inflight.popleft())
 
     def _record(self, batch: Batch, docs: list[Doc], future: Future[WriteResult] | None, started: float) -> None:

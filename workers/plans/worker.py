@@ -38,6 +38,7 @@ from workers.evaluator.lookup import is_jurisdiction, parent_id, residence
 from workers.evaluator.outcome import Outcome
 from workers.follower import Worker
 from workers.logs import log_event
+from workers.parallel import Pending
 from workers.plans import activation
 from workers.plans.outcomes import write_outcomes
 from workers.plans.periodic import PeriodicClock
@@ -223,15 +224,20 @@ class PlanWorker(Worker):
             self._activations.setdefault(plan["_id"], self._activation(plan, progress))
         self._scanned = True
 
-    def activation_chore(self) -> bool:
+    def activation_chore(self) -> bool | Pending:
         """Advance running activations for up to ``CHORE_SLICE`` seconds (then the runner reads the feeds
-        again: an event is held back by at most one slice); False when none is running."""
+        again: an event is held back by at most one slice), or until the activation's writes in flight fill its
+        pipeline: then the writes to wait for (:class:`~workers.parallel.Pending`), which the runner waits for
+        outside the worker's turn. False when none is running."""
         self._scan()
         deadline = time.monotonic() + CHORE_SLICE
         busy = False
         while self._activations:
             plan_id, job = next(iter(self._activations.items()))
-            if job.step():
+            stepped = job.step()
+            if isinstance(stepped, Pending):
+                return stepped
+            if stepped:
                 busy = True
                 if time.monotonic() >= deadline:
                     return True
