@@ -104,6 +104,12 @@ class Handler(Protocol):
         """Apply a batch; return how many documents it wrote. Raise on failure (the follower isolates it)."""
         ...
 
+    def page_read(self, db: str, since: Any, changes: list[dict[str, Any]], last_seq: Any) -> None:
+        """Every page of the feed the follower reads (from ``since`` to ``last_seq``), before any of it is
+        processed, the worker's own writes included: a worker that keeps an index of the database follows the
+        feed through these reads instead of reading it a second time."""
+        ...
+
 
 class Worker:
     """A base for workers, with the contract's defaults: feeds read with their documents, without conflicts,
@@ -126,6 +132,9 @@ class Worker:
 
     def process(self, db: str, changes: list[dict[str, Any]]) -> int:
         raise NotImplementedError
+
+    def page_read(self, db: str, since: Any, changes: list[dict[str, Any]], last_seq: Any) -> None:
+        return None
 
 
 @dataclass
@@ -303,6 +312,7 @@ class Follower:
             return self._step_one(since, with_docs, started)
         if not page.results:
             return Step(0, 0, 0, True, (time.perf_counter() - started) * 1000)
+        self.handler.page_read(self.db, since, page.results, page.last_seq)
         relevant = [c for c in page.results if self._relevant(c)]
         writes, parked, error = 0, 0, None
         if relevant:

@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, cast
 
+from test_follower import CountingCouch
+
 from demo.synthetic import AreaSize, operational_areas
 from workers.couch import Couch, Doc
 from workers.readmodel.feed import INCARNATION, ReadModel
@@ -183,4 +185,66 @@ def test_a_position_the_server_refuses_means_a_rebuild(couch: Couch, initialised
     model.catch_up()
     assert set(_as_indexed(model)) == {d["_id"] for d in docs}
     assert model.store.seq != bad
+    model.close()
+
+
+def test_the_index_follows_the_followers_pages_and_reads_the_feed_itself_only_after_a_gap(
+    couch: Couch, initialised: Settings, tmp_path: Path
+) -> None:
+    """The plan worker's follower hands the index every page it reads (``ReadModel.follow``): a page right
+    after the last one is applied without a read of the feed of the index's own; after a gap (a page not
+    handed over) the index reads the feed itself first, so the skipped change is not missed; a change listing
+    several leaves is read from the server, whose winner the index then holds."""
+    db = initialised.dbs.main
+    s = initialised
+    docs = _seed(couch, db, areas=1, per_area=20)
+    counting = CountingCouch(s.couch_nodes, s.credentials)
+    model = ReadModel(counting, db, tmp_path / "rm.sqlite")
+
+    def page(since: Any) -> Any:
+        return couch.changes(db, since, limit=10_000, include_docs=False, style="all_docs")
+
+    def edit(doc_id: str) -> str:
+        doc = couch.get(db, doc_id)
+        assert doc is not None
+        couch.put(db, {**doc, "edited": int(doc.get("edited", 0)) + 1})
+        return str(doc["_id"])
+
+    def as_in_db() -> dict[str, str]:  # what the index holds of each document (not the settings document)
+        indexed = _as_indexed(model)
+        return {k: v for k, v in _as_in_db(couch, db).items() if k in indexed}
+
+    first = page(0)
+    model.follow(0, first.results, first.last_seq)  # nothing followed yet: the index reads the feed first
+    assert counting.reads > 0 and _as_indexed(model) == as_in_db()
+    structures = [str(d["_id"]) for d in docs if d["type"] == "Feature" and not d.get("jurisdiction")]
+
+    edit(structures[0])
+    second = page(first.last_seq)
+    before = counting.reads
+    model.follow(first.last_seq, second.results, second.last_seq)
+    assert counting.reads == before  # the next page: applied as it is, no read of the feed
+    assert _as_indexed(model) == as_in_db()
+
+    edit(structures[1])
+    skipped = page(second.last_seq)  # read by the follower but never handed over
+    edit(structures[2])
+    fourth = page(skipped.last_seq)
+    assert [c["id"] for c in fourth.results] == [structures[2]]
+    model.follow(skipped.last_seq, fourth.results, fourth.last_seq)
+    assert counting.reads > before  # a gap: the index read the feed itself
+    assert _as_indexed(model) == as_in_db()  # structures[1]'s edit included
+
+    # a second leaf, written as a replication would: the server's winner is the one with the greater revision id
+    doc = couch.get(db, structures[3])
+    assert doc is not None
+    generation = int(str(doc["_rev"]).split("-")[0])
+    branch = {**doc, "_rev": f"{generation}-ffffffffffffffffffffffffffffffff", "branch": True,
+              "_revisions": {"start": generation, "ids": ["ffffffffffffffffffffffffffffffff"]}}
+    couch.bulk_docs(db, [branch], new_edits=False)
+    fifth = page(fourth.last_seq)
+    assert len(fifth.results[-1]["changes"]) == 2
+    model.follow(fourth.last_seq, fifth.results, fifth.last_seq)
+    assert _as_indexed(model) == as_in_db()
+    assert _as_indexed(model)[structures[3]] == f"{generation}-ffffffffffffffffffffffffffffffff"
     model.close()

@@ -77,6 +77,9 @@ class PlanWorker(Worker):
         # the local read model every decision reads (no view query on the hot path): see workers.readmodel
         self.model = ReadModel(couch, self.db, readmodel_path(settings))
         self._scanned = False
+        # the (id, rev) of the changes of the last page that the read model followed (page_read): a batch of
+        # them is in the index already
+        self._fed: frozenset[tuple[str, str]] = frozenset()
         self.periodic_clock = PeriodicClock()
         # called with the tasks a feed batch wrote (an event's, a task change's), once the batch is written:
         # the sync worker of the same process copies them to their areas at once (its fast lane)
@@ -98,6 +101,14 @@ class PlanWorker(Worker):
         changes during an activation are this worker's own writes, in the index already)."""
         return False
 
+    def page_read(self, db: str, since: Any, changes: list[dict[str, Any]], last_seq: Any) -> None:
+        """The read model follows the feed through the follower's pages (:meth:`ReadModel.follow`): every
+        change is read once, not once by the follower and again by the index. The batch that follows is in the
+        index then, so :meth:`process` need not read the feed."""
+        if db == self.db:
+            self.model.follow(since, changes, last_seq)
+            self._fed = frozenset(ref for change in changes for ref in _refs(change))
+
     # ------------------------------------------------------------------------------------------ feed
 
     def process(self, db: str, changes: list[dict[str, Any]]) -> int:
@@ -106,7 +117,8 @@ class PlanWorker(Worker):
         are one write, not 50). An outcome that writes a task another one of the batch writes too is not mixed
         with it: what is pending is written first, and the change is evaluated again over it."""
         self._scan()  # activations to resume are known before any feed rule asks whether one covers an entity
-        self.model.catch_up()  # the index has read the feed to its end: it holds at least this batch
+        if not all(_refs(change) <= self._fed for change in changes):
+            self.model.catch_up()  # the index has read the feed to its end: it holds at least this batch
         lookup = IndexLookup(self.model)
         pending = Outcome()
         decided: list[tuple[Doc, str, Outcome]] = []
@@ -290,6 +302,11 @@ def readmodel_path(settings: Settings) -> Path:
     i, n = settings.shard
     suffix = f"-{i}of{n}" if n > 1 else ""
     return Path(settings.data_dir) / "readmodel" / f"{settings.dbs.main}{suffix}.sqlite"
+
+
+def _refs(change: dict[str, Any]) -> set[tuple[str, str]]:
+    doc_id = str(change.get("id"))
+    return {(doc_id, str(r.get("rev"))) for r in change.get("changes", [])} or {(doc_id, "")}
 
 
 def _is_archived_location(doc: Doc) -> bool:
