@@ -17,6 +17,7 @@ from workers.evaluator.engine import activate
 from workers.evaluator.lookup import InMemoryLookup
 from workers.evaluator.templates import new_plan_from_template
 from workers.plans import activation
+from workers.plans import worker as worker_module
 from workers.plans.worker import PlanWorker
 from workers.registry import build
 from workers.runner import Runner
@@ -224,5 +225,43 @@ def test_a_feed_batch_is_evaluated_change_after_change_and_written_together(
     expected = "Sprayed" if last == "ev-spray-2" else "Not Sprayed"
     assert (done["status"], done["businessStatus"]) == ("Completed", expected)
     assert int(str(done["_rev"]).split("-")[0]) == int(str(irs["_rev"]).split("-")[0]) + 2
+    parked = couch.view(s.dbs.audit, "audit", "by_kind", reduce=False, startkey=["parked"], endkey=["parked", {}])
+    assert parked == []
+
+
+def test_a_raced_update_is_evaluated_again_over_fresh_reads(
+    couch: Couch, world: tuple[Settings, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A form updates a task that someone else edits between the worker's read and its write: the update answers
+    409, and the change is evaluated again over a read model that has read the feed past that edit (not over the
+    page the follower handed it), so the form's update lands on top of the edit: nothing parked, nothing lost."""
+    s, plan = world
+    plan_id = str(plan["_id"])
+    built = build(["plans"], couch, s)
+    runner = Runner(couch, s, built.handlers, chores=built.chores, discover_every=0)
+    runner.run(until_idle=True)  # caught up: the read model follows the follower's pages
+    irs = next(t for t in _tasks(couch, s).values() if t["for"] == "s-n1" and t["code"] == "IRS")
+    form = register_structure("ev-raced", "s-n1", NORTH, plan_id)
+    form["eventType"] = "Spray"
+    form["details"] = {"planIdentifier": plan_id, "taskIdentifier": irs["_id"], "taskBusinessStatus": "Sprayed"}
+    real = worker_module.write_outcomes
+    raced: list[str] = []
+
+    def edited_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        if not raced:  # a supervisor's edit lands between the worker's read and its write, once
+            task = couch.get(s.dbs.main, irs["_id"])
+            assert task is not None
+            couch.put(s.dbs.main, {**task, "note": "checked by the supervisor"})
+            raced.append(str(task["_id"]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(worker_module, "write_outcomes", edited_meanwhile)
+    couch.put(s.dbs.main, form)
+    runner.run(until_idle=True)
+    assert raced == [irs["_id"]]
+    done = couch.get(s.dbs.main, irs["_id"])
+    assert done is not None
+    assert (done["status"], done["businessStatus"]) == ("Completed", "Sprayed")
+    assert done["note"] == "checked by the supervisor"
     parked = couch.view(s.dbs.audit, "audit", "by_kind", reduce=False, startkey=["parked"], endkey=["parked", {}])
     assert parked == []

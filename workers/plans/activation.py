@@ -106,7 +106,7 @@ class Activation:
                 and all(batch.jurisdiction_id != jurisdiction_id for batch, *_ in self._inflight))
 
     def _open(self) -> Iterator[Batch]:
-        self.model.catch_up()
+        self.model.refresh()
         lookup = IndexLookup(self.model, fresh_per_jurisdiction=True)
         if self.progress.get("jurisdictionsTotal") is None:
             codes = [j.get("code") for j in self.plan.get("jurisdiction") or []]
@@ -191,7 +191,7 @@ class Activation:
             return True
         if self._inflight:
             return self._waiting()
-        self.model.catch_up()  # the index reads past the activation's own writes (its position in status)
+        self.model.refresh()  # the index reads past the activation's own writes (its position in status)
         self.progress["state"] = DONE
         self.progress["finishedAt"] = now_iso()
         self.couch.put_local(self.db, progress_name(self.plan_id), self.progress)

@@ -117,7 +117,10 @@ class PlanWorker(Worker):
         are one write, not 50). An outcome that writes a task another one of the batch writes too is not mixed
         with it: what is pending is written first, and the change is evaluated again over it."""
         self._scan()  # activations to resume are known before any feed rule asks whether one covers an entity
-        if not all(_refs(change) <= self._fed for change in changes):
+        # the page of this batch was handed to the index (page_read): it holds the batch. Once only: a batch
+        # retried change by change after a raced update reads the feed to its end first (fresh reads)
+        fed, self._fed = self._fed, frozenset()
+        if not all(_refs(change) <= fed for change in changes):
             self.model.catch_up()  # the index has read the feed to its end: it holds at least this batch
         lookup = IndexLookup(self.model)
         pending = Outcome()

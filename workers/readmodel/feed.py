@@ -143,6 +143,20 @@ class ReadModel:
             if len(page.results) < PAGE:
                 return read
 
+    @property
+    def following(self) -> bool:
+        """Whether the follower hands the index its pages (:meth:`follow`): the index then holds whatever the
+        follower has read."""
+        return self._followed is not None
+
+    def refresh(self) -> None:
+        """Up to date for a decision: nothing to do while the index follows the follower's pages (it holds what
+        the follower has read, and a change the follower has yet to read is the feed rule's when it comes, as
+        the module :mod:`workers.readmodel.lookup` says), else :meth:`catch_up`. Reading the feed to its end at
+        every jurisdiction of an activation read each of its writes a second time."""
+        if not self.following:
+            self.catch_up()
+
     def follow(self, since: Any, changes: list[dict[str, Any]], last_seq: Any) -> None:
         """A page of the feed that the plan worker's follower has just read (``since`` to ``last_seq``, every
         change, the worker's own writes included), applied as :meth:`catch_up` applies its pages: the index

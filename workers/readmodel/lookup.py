@@ -1,11 +1,14 @@
 """The evaluator's :class:`~workers.evaluator.lookup.Lookup` over the read model: every read is a local SQLite
 query, none is a view query; what the worker writes is put in the index at once (:meth:`remember`).
 
-Why an index that trails the server decides as the server would: the plan worker reads the index only after
-:meth:`ReadModel.catch_up` has read the main database's feed to its end, at the start of every feed batch and
-of every jurisdiction of an activation, so it trails the server by at most what was written during that one
-batch or jurisdiction, exactly as the views it replaces did (a view answers with what was indexed when it was
-queried). And what it could miss is harmless for the same reasons as before: tasks are created under
+Why an index that trails the server decides as the server would: the plan worker reads the index only once it
+holds the main database's feed up to the batch being processed, read by :meth:`ReadModel.catch_up` to its end
+or handed over page after page by the worker's follower (:meth:`ReadModel.follow`), so it trails the server by
+at most what was written during that one batch, exactly as the views it replaces did (a view answers with what
+was indexed when it was queried). An activation's jurisdiction reads the index as the follower has brought it:
+an entity written after the follower's last page is evaluated by the feed rule when its change comes, since
+the activation will not cover a jurisdiction it has begun (``Activation.covers``), and one the follower has
+brought is in the index before its batch is processed. And what it could miss is harmless for the same reasons as before: tasks are created under
 deterministic ids (a task the index missed answers 409 on creation: it exists, nothing is duplicated);
 updates carry the revision they were computed from (a stale one answers 409, and the change is retried after a
 fresh catch-up, then parked); an entity written after its jurisdiction's activation began is evaluated by the
@@ -45,7 +48,7 @@ class IndexLookup:
         creates only tasks of the jurisdiction it evaluates, under ids derived from (plan, action, entity), so
         creating one that exists after all answers 409 and nothing is duplicated."""
         if self.fresh_per_jurisdiction:
-            self.model.catch_up()
+            self.model.refresh()
             self._group = None
             found = self.tasks_in(jurisdiction_id)
             self._group = {d["_id"]: d for d in found}
