@@ -8,11 +8,11 @@ at most what was written during that one batch, exactly as the views it replaces
 was indexed when it was queried). An activation's jurisdiction reads the index as the follower has brought it:
 an entity written after the follower's last page is evaluated by the feed rule when its change comes, since
 the activation will not cover a jurisdiction it has begun (``Activation.covers``), and one the follower has
-brought is in the index before its batch is processed. And what it could miss is harmless for the same reasons as before: tasks are created under
-deterministic ids (a task the index missed answers 409 on creation: it exists, nothing is duplicated);
-updates carry the revision they were computed from (a stale one answers 409, and the change is retried after a
-fresh catch-up, then parked); an entity written after its jurisdiction's activation began is evaluated by the
-feed rule when its own change comes.
+brought is in the index before its batch is processed. And what it could miss is harmless for the same reasons
+as before: tasks are created under deterministic ids (a task the index missed answers 409 on creation: it
+exists, nothing is duplicated); updates carry the revision they were computed from (a stale one answers 409,
+and the change is retried after a fresh catch-up, then parked); an entity written after its jurisdiction's
+activation began is evaluated by the feed rule when its own change comes.
 """
 
 from __future__ import annotations
