@@ -16,6 +16,7 @@ from workers.couch import Couch
 from workers.evaluator.engine import activate
 from workers.evaluator.lookup import InMemoryLookup
 from workers.evaluator.templates import new_plan_from_template
+from workers.parallel import Pending
 from workers.plans import activation
 from workers.plans import worker as worker_module
 from workers.plans.worker import PlanWorker
@@ -127,6 +128,49 @@ def test_an_activation_waiting_for_its_writes_lets_feed_batches_run(
         release.set()
         stop.set()
         thread.join(60)
+    expected = activate(plan, InMemoryLookup([*docs, plan]), datetime.now(UTC))
+    assert set(_tasks(couch, s)) == {t["_id"] for t in expected.tasks}
+
+
+def test_an_activation_keeps_one_write_in_flight_while_peoples_changes_come_in(
+    couch: Couch, initialised: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Right after a feed batch of others' changes (devices' events), an activation has one write in flight, not
+    two: the server's time goes first to the people waiting for their tasks. Once the feed has been quiet for
+    a while, two again; the activation then ends with the pure evaluator's tasks."""
+    s = initialised
+    docs = list(operational_areas("room", AreaSize(areas=4, structures_per_area=20)))
+    couch.save_many(s.dbs.main, [dict(d) for d in docs])
+    plan = {**_fi_plan(uid("room", "district")), "status": "active"}
+    couch.put(s.dbs.main, plan)
+    release = threading.Event()
+    held = threading.Semaphore(0)
+    write = activation.Activation._write
+
+    def held_write(self: activation.Activation, batch: list[dict[str, Any]]) -> Any:
+        held.release()
+        assert release.wait(120), "never released"
+        return write(self, batch)
+
+    monkeypatch.setattr(activation.Activation, "_write", held_write)
+    [worker] = build(["plans"], couch, s).handlers
+    assert isinstance(worker, PlanWorker)
+    rev = couch.put(s.dbs.main, {"_id": "a-devices-change", "type": "Note"})
+    worker.process(s.dbs.main, [{"id": "a-devices-change", "changes": [{"rev": rev}]}])
+    try:
+        assert isinstance(worker.activation_chore(), Pending)
+        assert held.acquire(timeout=30), "the first write never started"
+        assert not held.acquire(timeout=1), "a second write while people's changes were coming in"
+        monkeypatch.setattr(worker, "_events_at", time.monotonic() - worker_module.EVENTS_QUIET_S)
+        assert isinstance(worker.activation_chore(), Pending)
+        assert held.acquire(timeout=30), "no second write once the feed was quiet"
+    finally:
+        release.set()
+    deadline = time.monotonic() + 120
+    while (done := worker.activation_chore()) is not False and time.monotonic() < deadline:
+        if isinstance(done, Pending):
+            done.wait(1.0)
+    assert done is False
     expected = activate(plan, InMemoryLookup([*docs, plan]), datetime.now(UTC))
     assert set(_tasks(couch, s)) == {t["_id"] for t in expected.tasks}
 

@@ -117,15 +117,16 @@ class Activation:
                                   resume_after=self.progress.get("resumeAfter"), paths=self.paths,
                                   mine=(lambda jid: shard_of(jid, count) == self.shard[0]) if count > 1 else None)
 
-    def step(self) -> bool | Pending:
+    def step(self, room: int = PIPELINE) -> bool | Pending:
         """Evaluate the next batch and hand it to a writer; False once the activation is done. When the writes
-        in flight fill the pipeline, the batch evaluated stays ready and :class:`Pending` says what to wait
-        for: the caller waits outside the worker's turn (:mod:`workers.runner`), so an activation never holds
-        a feed batch back while the server takes its writes. On any error (the server gone, a write refused)
-        the walk is dropped and reopened later from the persisted progress: a generator that raised cannot go
-        on, and the batch not yet recorded as done is replayed without duplicates."""
+        in flight fill the pipeline (``room`` of them, at most ``PIPELINE``), the batch evaluated stays ready
+        and :class:`Pending` says what to wait for: the caller waits outside the worker's turn
+        (:mod:`workers.runner`), so an activation never holds a feed batch back while the server takes its
+        writes. On any error (the server gone, a write refused) the walk is dropped and reopened later from the
+        persisted progress: a generator that raised cannot go on, and the batch not yet recorded as done is
+        replayed without duplicates."""
         try:
-            return self._step()
+            return self._step(max(1, min(room, PIPELINE)))
         except Exception as exc:
             self._batches = None
             self._next = None
@@ -162,7 +163,7 @@ class Activation:
         write_once(self.couch, self.audit_db, parked_record("plans", self.db, change, reason, self._failures))
         log_event(log, "activation failed: parked", logging.ERROR, db=self.db, plan=self.plan_id, error=reason)
 
-    def _step(self) -> bool | Pending:
+    def _step(self, room: int) -> bool | Pending:
         if self._reload:
             self.progress = self.couch.get_local(self.db, progress_name(self.plan_id)) or self.progress
             self._reload = False
@@ -181,7 +182,7 @@ class Activation:
                 self._current = batch.jurisdiction_id
                 self._next = (batch, started)
         if self._next is not None:
-            if len(self._inflight) >= PIPELINE:
+            if len(self._inflight) >= room:
                 return self._waiting()
             batch, started = self._next
             self._next = None

@@ -50,6 +50,9 @@ log = logging.getLogger("fieldsync.plans")
 
 CHECKED_TYPES = {"Plan", "Event", "Task"}
 CHORE_SLICE = 0.5  # seconds of activation between two looks at the feeds
+# seconds after a feed batch with others' changes (devices' events, registrations) during which an activation
+# keeps one write in flight instead of PIPELINE: the server's time goes to the people waiting for their tasks
+EVENTS_QUIET_S = 3.0
 OPEN_STATUSES = {T.READY, "In Progress", "Draft", "Requested", "Received", "Accepted"}
 ARCHIVED_STATUSES = {"Inactive", "Archived", "Retired"}
 
@@ -74,6 +77,7 @@ class PlanWorker(Worker):
         self.paths = PathEngine()
         self.db = settings.dbs.main
         self._activations: dict[str, activation.Activation] = {}
+        self._events_at = float("-inf")  # when process() last had others' changes to evaluate
         # the local read model every decision reads (no view query on the hot path): see workers.readmodel
         self.model = ReadModel(couch, self.db, readmodel_path(settings))
         self._scanned = False
@@ -117,6 +121,7 @@ class PlanWorker(Worker):
         are one write, not 50). An outcome that writes a task another one of the batch writes too is not mixed
         with it: what is pending is written first, and the change is evaluated again over it."""
         self._scan()  # activations to resume are known before any feed rule asks whether one covers an entity
+        self._events_at = time.monotonic()  # the follower hands over others' changes only
         # the page of this batch was handed to the index (page_read): it holds the batch. Once only: a batch
         # retried change by change after a raced update reads the feed to its end first (fresh reads)
         fed, self._fed = self._fed, frozenset()
@@ -249,7 +254,7 @@ class PlanWorker(Worker):
         busy = False
         while self._activations:
             plan_id, job = next(iter(self._activations.items()))
-            stepped = job.step()
+            stepped = job.step(room=self.activation_room())
             if isinstance(stepped, Pending):
                 return stepped
             if stepped:
@@ -260,6 +265,11 @@ class PlanWorker(Worker):
             del self._activations[plan_id]
         return busy
 
+
+    def activation_room(self) -> int:
+        """Writes an activation may have in flight: fewer while people's changes are coming in (a device's
+        event waits for a server that is also taking the activation's writes of 450 tasks each)."""
+        return 1 if time.monotonic() - self._events_at < EVENTS_QUIET_S else activation.PIPELINE
 
     # ------------------------------------------------------------------------------------------ periodic
 
