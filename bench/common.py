@@ -166,6 +166,27 @@ def fresh_db(couch: Couch, name: str) -> str:
     return name
 
 
+BACKGROUND = ("indexer", "view_compaction", "database_compaction")
+
+
+def settle_background(couch: Couch, timeout: float = 900.0) -> float:
+    """Wait until the server has no view indexing or compaction under way (CouchDB's ``_active_tasks``: its
+    background indexer and compaction daemon keep working on what a run wrote after the run), so that a raw
+    pass after it measures the server alone. Returns the seconds waited (0 where the server lists no such tasks,
+    as PouchDB Server)."""
+    started = time.perf_counter()
+    deadline = started + timeout
+    while time.perf_counter() < deadline:
+        try:
+            tasks = couch.request("GET", "_active_tasks") or []
+        except NotFound:
+            return 0.0
+        if not any(isinstance(t, dict) and t.get("type") in BACKGROUND for t in tasks):
+            break
+        time.sleep(1.0)
+    return time.perf_counter() - started
+
+
 def load(couch: Couch, db: str, docs: Iterable[Doc], chunk: int = CHUNK) -> int:
     """Write documents in chunks without holding them all; returns the count written."""
     count = 0
