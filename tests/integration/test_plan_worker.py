@@ -75,17 +75,13 @@ def test_activation_writes_what_the_pure_evaluator_decides(couch: Couch, initial
     assert {k: v["_rev"] for k, v in _tasks(couch, s).items()} == revs
 
 
-def test_an_activation_waiting_for_its_writes_lets_feed_batches_run(
-    couch: Couch, initialised: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Awake: once the activation's writes in flight fill its pipeline, it waits for them outside the worker's
-    turn, so a change arriving meanwhile is processed at once (it used to wait for the oldest write, 4-7 s on a
-    loaded CouchDB). The writes are held here until the change has been processed; then the activation ends
-    with the pure evaluator's tasks."""
-    s = initialised
-    docs = list(operational_areas("held", AreaSize(areas=4, structures_per_area=20)))
+def _held_activation(couch: Couch, s: Settings, seed: str, monkeypatch: pytest.MonkeyPatch
+                     ) -> tuple[list[dict[str, Any]], dict[str, Any], threading.Event, threading.Semaphore]:
+    """Four areas and an active Dynamic-FI plan, with every activation write held until ``release`` is set;
+    ``held`` is released once per write that starts. Returns (documents, plan, release, held)."""
+    docs = list(operational_areas(seed, AreaSize(areas=4, structures_per_area=20)))
     couch.save_many(s.dbs.main, [dict(d) for d in docs])
-    plan = {**_fi_plan(uid("held", "district")), "status": "active"}
+    plan = {**_fi_plan(uid(seed, "district")), "status": "active"}
     couch.put(s.dbs.main, plan)
     release = threading.Event()
     held = threading.Semaphore(0)
@@ -97,6 +93,18 @@ def test_an_activation_waiting_for_its_writes_lets_feed_batches_run(
         return write(self, batch)
 
     monkeypatch.setattr(activation.Activation, "_write", held_write)
+    return docs, plan, release, held
+
+
+def test_an_activation_waiting_for_its_writes_lets_feed_batches_run(
+    couch: Couch, initialised: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Awake: once the activation's writes in flight fill its pipeline, it waits for them outside the worker's
+    turn, so a change arriving meanwhile is processed at once (it used to wait for the oldest write, 4-7 s on a
+    loaded CouchDB). The writes are held here until the change has been processed; then the activation ends
+    with the pure evaluator's tasks."""
+    s = initialised
+    docs, plan, release, held = _held_activation(couch, s, "held", monkeypatch)
     built = build(["plans"], couch, s)
     [worker] = built.handlers
     seen: list[str] = []
@@ -139,20 +147,7 @@ def test_an_activation_keeps_one_write_in_flight_while_peoples_changes_come_in(
     two: the server's time goes first to the people waiting for their tasks. Once the feed has been quiet for
     a while, two again; the activation then ends with the pure evaluator's tasks."""
     s = initialised
-    docs = list(operational_areas("room", AreaSize(areas=4, structures_per_area=20)))
-    couch.save_many(s.dbs.main, [dict(d) for d in docs])
-    plan = {**_fi_plan(uid("room", "district")), "status": "active"}
-    couch.put(s.dbs.main, plan)
-    release = threading.Event()
-    held = threading.Semaphore(0)
-    write = activation.Activation._write
-
-    def held_write(self: activation.Activation, batch: list[dict[str, Any]]) -> Any:
-        held.release()
-        assert release.wait(120), "never released"
-        return write(self, batch)
-
-    monkeypatch.setattr(activation.Activation, "_write", held_write)
+    docs, plan, release, held = _held_activation(couch, s, "room", monkeypatch)
     [worker] = build(["plans"], couch, s).handlers
     assert isinstance(worker, PlanWorker)
     rev = couch.put(s.dbs.main, {"_id": "a-devices-change", "type": "Note"})
