@@ -33,8 +33,11 @@ def _run(couch: Couch, settings: Settings, workers: list[str] | None = None) -> 
 
 
 def _tasks(couch: Couch, settings: Settings) -> dict[str, dict[str, object]]:
-    rows = couch.view(settings.dbs.main, "fieldsync", "tasks_by_plan_status", reduce=False, include_docs=True)
-    return {row["id"]: row["doc"] for row in rows}
+    """The tasks as they are: ids from the view, documents by quorum read. On a cluster a view reads one copy
+    of each shard, and a copy may not have taken the last write yet (CI once saw 'Ready' there for a task the
+    worker had just cancelled, acknowledged by the other two copies)."""
+    rows = couch.view(settings.dbs.main, "fieldsync", "tasks_by_plan_status", reduce=False)
+    return couch.get_many(settings.dbs.main, sorted({str(row["id"]) for row in rows}))
 
 
 def _fi_plan(district: str) -> dict[str, object]:

@@ -19,18 +19,20 @@ import secrets
 import threading
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from workers.couch import Couch, Doc
 from workers.errors import ServerError
 from workers.logs import log_event
-from workers.readmodel.store import CorruptIndex, Store
+from workers.readmodel.store import CorruptIndex, Store, generation
 
 log = logging.getLogger("fieldsync.readmodel")
 
 INCARNATION = "fieldsync-readmodel"  # a _local document of the indexed database (admins only: the main database)
 REBUILD_PAGE = 2000
+STALE_WAIT_S = 3.0  # how long a change the feed lists may stay unreadable (see ReadModel._read)
 PAGE = 2000
 
 
@@ -216,24 +218,88 @@ class ReadModel:
             if doc_id and not doc_id.startswith("_design/"):
                 latest[doc_id] = change
         held = store.revs(list(latest))
-        wanted: list[str] = []
+        wanted: dict[str, int] = {}  # id -> the lowest revision generation a read of it may answer
         out: list[Doc] = []
         for doc_id, change in latest.items():
             revs = [str(r.get("rev")) for r in change.get("changes", []) if r.get("rev")]
             if change.get("deleted"):
                 if doc_id in held:
                     out.append({"_id": doc_id, "_deleted": True})
-            elif len(revs) != 1 or held.get(doc_id) != revs[0]:
+            elif len(revs) != 1:
                 # several leaves (a follower's page lists every one: style=all_docs): which one wins is the
                 # server's to say, so the document is read
-                wanted.append(doc_id)
+                wanted[doc_id] = 0
+            elif held.get(doc_id) != revs[0]:
+                # the index may hold a later revision already (the worker's own write): never rolled back
+                wanted[doc_id] = max(generation(revs[0]), generation(held.get(doc_id, "")))
         if wanted:
-            found = self.couch.get_many(self.db, wanted)
-            out.extend(found.get(i) or {"_id": i, "_deleted": True} for i in wanted)
+            out.extend(self._read(wanted))
         return out
+
+    def _read(self, wanted: dict[str, int]) -> list[Doc]:
+        """The current revisions of documents the feed lists as live, read by quorum (``_all_docs?keys=``).
+
+        On a cluster the feed may list a write that one copy of its shard holds while the read's quorum is
+        answered by the two copies that have yet to take it (writes are acknowledged by two of three): the
+        read says "missing", or gives an earlier revision than the feed's (or than the index holds from the worker's
+        own ``_bulk_docs`` answer). Taken as it is, that would drop the
+        document from the index (or roll it back) while the position moved past its change, and no later page
+        would bring it back. Such a read is made again, a little later, for ``STALE_WAIT_S`` at most; a
+        document still missing after that is taken as gone (a purge between the feed and the read)."""
+        found: dict[str, Doc] = {}
+        earlier: dict[str, Doc] = {}
+        waited, pause = 0.0, 0.05
+        while True:
+            ids = list(wanted)
+            rows = [row for start in range(0, len(ids), 1000)
+                    for row in self.couch.all_docs(self.db, ids[start : start + 1000], include_docs=True)]
+            read = sort_reads(rows, wanted)
+            found.update(read.found)
+            earlier.update(read.earlier)
+            if not read.stale:
+                return list(found.values())
+            if waited >= STALE_WAIT_S:
+                log_event(log, "read model: changes not readable", logging.WARNING, db=self.db,
+                          ids=sorted(read.stale)[:10], count=len(read.stale), waited_s=round(waited, 2))
+                found.update({i: earlier.get(i) or {"_id": i, "_deleted": True} for i in read.stale})
+                return list(found.values())
+            time.sleep(pause)
+            waited += pause
+            pause = min(pause * 2, 0.5)
+            wanted = read.stale
 
     def remember(self, docs: Iterable[Doc]) -> None:
         """What the worker has just written (bodies with the revisions of the ``_bulk_docs`` answers): in the
         index at once, before the feed brings it. Callable from any thread (an activation's writers call it
         right after their ``_bulk_docs``); a revision the feed brought in already, or a later one, is kept."""
         self._thread_store().apply(docs, newer_only=True)
+
+
+@dataclass
+class Reads:
+    found: dict[str, Doc] = field(default_factory=dict)  # at the revision wanted or later, or deleted
+    earlier: dict[str, Doc] = field(default_factory=dict)  # at an earlier revision than wanted
+    stale: dict[str, int] = field(default_factory=dict)  # read again: missing, or earlier than wanted
+
+
+def sort_reads(rows: list[dict[str, Any]], wanted: dict[str, int]) -> Reads:
+    """``_all_docs?keys=&include_docs=true`` rows sorted by what :meth:`ReadModel._read` makes of them, given the
+    lowest revision generation wanted of each id: a document at that generation or later, or deleted, is
+    found; one at an earlier generation, or "not_found" (the quorum has yet to take a write the feed listed),
+    is read again."""
+    out = Reads()
+    for row in rows:
+        doc_id = str(row.get("key", ""))
+        if doc_id not in wanted:
+            continue
+        doc, value = row.get("doc"), row.get("value") or {}
+        if doc and generation(str(doc.get("_rev", ""))) >= wanted[doc_id]:
+            out.found[doc_id] = doc
+        elif doc:
+            out.earlier[doc_id] = doc
+            out.stale[doc_id] = wanted[doc_id]
+        elif value.get("deleted"):
+            out.found[doc_id] = {"_id": doc_id, "_deleted": True}
+        else:
+            out.stale[doc_id] = wanted[doc_id]
+    return out

@@ -45,7 +45,7 @@ CREATE INDEX IF NOT EXISTS refs_by_id ON refs (id);
 CHUNK = 500  # ids per IN (...) query (SQLite's default limit of host parameters is 999 on old builds)
 
 
-def _generation(rev: str) -> int:
+def generation(rev: str) -> int:
     head = rev.partition("-")[0]
     return int(head) if head.isdigit() else 0
 
@@ -187,7 +187,7 @@ class Store:
             held = self.revs(list(latest)) if newer_only else None
             if held is not None:
                 latest = {i: d for i, d in latest.items()
-                          if i not in held or _generation(held[i]) < _generation(str(d.get("_rev", "")))}
+                          if i not in held or generation(held[i]) < generation(str(d.get("_rev", "")))}
             ids = list(latest) if held is None else [i for i in latest if i in held]  # refs to drop first
             kept = [d for d in latest.values() if not d.get("_deleted") and d.get("type") in INDEXED_TYPES]
             gone = [(i,) for i, d in latest.items() if d.get("_deleted") or d.get("type") not in INDEXED_TYPES]
