@@ -169,6 +169,9 @@ def fresh_db(couch: Couch, name: str) -> str:
 BACKGROUND = ("indexer", "view_compaction", "database_compaction")
 
 
+QUIET_S = 5.0  # background work is over once none has been listed for this long (the indexer starts late)
+
+
 def settle_background(couch: Couch, timeout: float = 900.0) -> float:
     """Wait until the server has no view indexing or compaction under way (CouchDB's ``_active_tasks``: its
     background indexer and compaction daemon keep working on what a run wrote after the run), so that a raw
@@ -176,13 +179,19 @@ def settle_background(couch: Couch, timeout: float = 900.0) -> float:
     as PouchDB Server)."""
     started = time.perf_counter()
     deadline = started + timeout
+    quiet_since: float | None = None
     while time.perf_counter() < deadline:
         try:
             tasks = couch.request("GET", "_active_tasks") or []
         except NotFound:
             return 0.0
-        if not any(isinstance(t, dict) and t.get("type") in BACKGROUND for t in tasks):
-            break
+        now = time.perf_counter()
+        if any(isinstance(t, dict) and t.get("type") in BACKGROUND for t in tasks):
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = now
+        elif now - quiet_since >= QUIET_S:
+            return quiet_since - started
         time.sleep(1.0)
     return time.perf_counter() - started
 

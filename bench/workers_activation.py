@@ -96,6 +96,7 @@ def activation_pass(couch: Couch, settings: Settings, kind: str, n: int, *, raw:
     if trace:
         tracemalloc.start()
     cpu = time.process_time()
+    _progress(f"activation {n + 1} starting")
     out["activation_s"], stats = run_workers(couch, settings, ["plans"])
     out["cpu_s"] = time.process_time() - cpu  # the worker's own CPU (every thread): what it leaves the server
     out["rss_after_activation_mib"] = maxrss_mib()  # before the raw pass

@@ -11,7 +11,6 @@ from validators.app_settings import SETTINGS_ID, AppSettings
 from workers.couch import Couch, Doc
 from workers.errors import NotFound
 from workers.evaluator.lookup import is_jurisdiction
-from workers.plans.couch_lookup import CouchLookup
 from workers.settings import Settings
 
 NO_TASK_COLOR = None  # a structure without a task of the plan is drawn with the map's default
@@ -23,7 +22,12 @@ def plan_tasks(couch: Couch, db: str, plan_id: str) -> list[Doc]:
     return [row["doc"] for row in rows if row.get("doc")]
 
 
-def structures_of(lookup: CouchLookup, roots: list[str]) -> list[Doc]:
+def child_locations(couch: Couch, db: str, parent: str) -> list[Doc]:
+    rows = couch.view(db, "fieldsync", "locations_by_parent", key=parent, reduce=False, include_docs=True)
+    return [row["doc"] for row in rows if row.get("doc")]
+
+
+def structures_of(couch: Couch, db: str, roots: list[str]) -> list[Doc]:
     """Every structure under the jurisdictions ``roots`` (their descendants included), in walk order."""
     seen: set[str] = set()
     out: list[Doc] = []
@@ -33,7 +37,7 @@ def structures_of(lookup: CouchLookup, roots: list[str]) -> list[Doc]:
         if jid in seen:
             continue
         seen.add(jid)
-        for child in lookup.child_locations(jid):
+        for child in child_locations(couch, db, jid):
             if is_jurisdiction(child):
                 queue.append(str(child["_id"]))
             else:
@@ -78,6 +82,6 @@ def structures_geojson(couch: Couch, settings: Settings, plan_id: str) -> dict[s
         by_entity[str(task.get("for"))].append(task)
     roots = [str(j.get("code")) for j in plan.get("jurisdiction") or [] if j.get("code")]
     features = [feature(s, by_entity.get(str(s["_id"]), []), styles, action_order)
-                for s in structures_of(CouchLookup(couch, db), roots)]
+                for s in structures_of(couch, db, roots)]
     return {"type": "FeatureCollection", "features": features,
             "properties": {"plan": plan_id, "title": plan.get("title"), "structures": len(features)}}

@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from couch_design import design_docs_for
+from couch_design import design_docs_for, retired_design_docs
 from validators.app_settings import SETTINGS_ID, default_settings
 from workers.couch import Couch, Doc
 from workers.errors import ConfigError, Conflict
@@ -60,16 +60,46 @@ def _normal_security(security: Doc) -> Doc:
     return {"admins": part("admins"), "members": part("members")}
 
 
-def ensure_db(couch: Couch, db: str, security: Doc, design_docs: list[Doc]) -> Report:
-    """The database exists, has exactly this ``_security`` and these design documents."""
+def ensure_db(couch: Couch, db: str, security: Doc, design_docs: list[Doc], retired: list[str] | None = None
+              ) -> Report:
+    """The database exists, has exactly this ``_security`` and these design documents, and none of the
+    ``retired`` ones."""
     report = Report()
     if couch.create_db(db):
         report.created.append(db)
     # a new database is world-readable on PouchDB Server until _security is written: always write it
     if db in report.created or _normal_security(couch.get_security(db)) != _normal_security(security):
-        couch.put_security(db, security)
+        _put_security(couch, db, security)
         report.secured.append(db)
     report.merge(write_design_docs(couch, db, design_docs))
+    report.merge(remove_design_docs(couch, db, retired or []))
+    return report
+
+
+def _put_security(couch: Couch, db: str, security: Doc, attempts: int = 5) -> None:
+    """PouchDB Server keeps ``_security`` as a document with a revision: two writers at once (the sync worker
+    making an area's database while an assignment secures it) may get a 409. Written again over the other's."""
+    for attempt in range(1, attempts + 1):
+        try:
+            couch.put_security(db, security)
+            return
+        except Conflict:
+            if attempt == attempts:
+                raise
+
+
+def remove_design_docs(couch: Couch, db: str, ids: list[str]) -> Report:
+    """Delete these design documents where they exist (their indexes go with the next view cleanup)."""
+    report = Report()
+    if not ids:
+        return report
+    found = couch.get_many(db, ids)
+    if found:
+        result = couch.save_many(db, [{"_id": d["_id"], "_rev": d["_rev"], "_deleted": True} for d in found.values()])
+        if result.conflicts or result.errors:
+            raise Conflict(f"{db}: design documents not removed: {result.conflicts or result.errors}")
+        report.design_docs += [f"{db}/{i} (removed)" for i in found]
+        log_event(log, "design documents retired", db=db, ids=sorted(found))
     return report
 
 
@@ -123,7 +153,7 @@ def init(couch: Couch, settings: Settings) -> Report:
     """Create the databases, their security and design documents, and the default settings document."""
     dbs = settings.dbs
     report = Report()
-    report.merge(ensure_db(couch, dbs.main, ADMIN_ONLY, design_docs_for("main")))
+    report.merge(ensure_db(couch, dbs.main, ADMIN_ONLY, design_docs_for("main"), retired_design_docs("main")))
     report.merge(ensure_db(couch, dbs.users_meta, ADMIN_ONLY, design_docs_for("users-meta")))
     report.merge(ensure_db(couch, dbs.audit, ADMIN_ONLY, design_docs_for("audit")))
     if couch.supports("db_updates") and couch.create_db(GLOBAL_CHANGES_DB):

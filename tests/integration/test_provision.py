@@ -72,6 +72,26 @@ def test_design_doc_redeployed_only_when_changed(couch: Couch, initialised: Sett
     assert fixed is not None and "emit" in fixed["views"]["tasks_by_entity"]["map"]
 
 
+def test_init_removes_a_design_document_fieldsync_no_longer_uses(couch: Couch, initialised: Settings) -> None:
+    """An earlier fieldsync installed ``_design/lookup`` in the main database (the plan worker's reads before its
+    read model): init deletes it, or CouchDB would index every write for it for nobody."""
+    main = initialised.dbs.main
+    couch.put(main, {"_id": "_design/lookup", "language": "javascript",
+                     "views": {"entities": {"map": "function (doc) { emit(doc._id, null); }"}}})
+    report = provision.init(couch, initialised)
+    assert report.design_docs == [f"{main}/_design/lookup (removed)"]
+    assert couch.get(main, "_design/lookup") is None
+    assert provision.init(couch, initialised).writes == 0  # gone stays gone
+    # the operators' conflicts view is built when queried, not after every write, and still answers
+    conflicts = couch.get(main, "_design/fieldsync-conflicts")
+    assert conflicts is not None and conflicts["autoupdate"] is False
+    couch.put(main, {"_id": "c", "type": "Task"})
+    couch.bulk_docs(main, [{"_id": "c", "_rev": "1-ffffffffffffffffffffffffffffffff", "type": "Task"}],
+                    new_edits=False)
+    rows = couch.view(main, "fieldsync-conflicts", "conflicts", reduce=False)
+    assert [row["id"] for row in rows] == ["c"]
+
+
 def _interaction_record(user: str) -> dict[str, object]:
     """The one kind of document a meta database takes."""
     t0 = 1_795_400_000_000

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from couch_design.loader import design_docs_for, load_tree
+from couch_design.loader import design_docs_for, load_tree, retired_design_docs
 from workers.dbnames import DbNames, escape, is_valid_db_name, unescape
 from workers.errors import ConfigError
 from workers.settings import Settings
@@ -69,7 +69,24 @@ def test_design_tree_builds_valid_design_docs() -> None:
                 assert reduce is None or reduce in ("_count", "_sum", "_stats") or reduce.startswith("function")
     main_ids = [d["_id"] for d in design_docs_for("main")]
     assert main_ids[-1] == "_design/fieldsync-conflicts"  # the "any" documents come after the database's own
-    assert set(main_ids) == {"_design/fieldsync", "_design/lookup", "_design/fieldsync-conflicts"}
+    # one design document indexed after every write of the main database (the analysts'); the operators'
+    # conflicts view is indexed when queried; the plan worker reads its own index, no view
+    assert set(main_ids) == {"_design/fieldsync", "_design/fieldsync-conflicts"}
+    by_id = {d["_id"]: d for d in design_docs_for("main")}
+    assert by_id["_design/fieldsync-conflicts"]["autoupdate"] is False
+    assert "autoupdate" not in by_id["_design/fieldsync"]
+    assert retired_design_docs("main") == ["_design/lookup"]
+
+
+def test_a_ddoc_json_sets_top_level_fields_and_nothing_else(tmp_path: Path) -> None:
+    folder = tmp_path / "main" / "d"
+    (folder / "views" / "v").mkdir(parents=True)
+    (folder / "views" / "v" / "map.js").write_text("function (doc) { emit(1); }")
+    (folder / "ddoc.json").write_text('{"autoupdate": false}')
+    assert load_tree(tmp_path)["main"][0]["autoupdate"] is False
+    (folder / "ddoc.json").write_text('{"validate_doc_update": "function () {}"}')
+    with pytest.raises(ValueError, match=r"ddoc\.json"):
+        load_tree(tmp_path)
 
 
 def test_loader_rejects_unknown_builtin(tmp_path: Path) -> None:

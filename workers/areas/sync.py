@@ -132,10 +132,9 @@ class AreaSync(Worker):
         plans = plans if plans is not None else assignments.all_plans(self.couch, self.settings)
         ids = [*parents, SETTINGS_ID, *(str(p["_id"]) for p in plans if plan_covers(p, parents))]
         # the area's own tasks and events (a jurisdiction-level task written before its database existed)
-        for tag in ("task-group", "event-location"):
-            rows = self.couch.view(self.settings.dbs.main, "lookup", "entities", reduce=False,
-                                   startkey=[tag, area], endkey=[tag, area, {}])
-            ids += [str(r["id"]) for r in rows]
+        rows = self.couch.view(self.settings.dbs.main, "fieldsync", "by_area", reduce=False,
+                               startkey=[area], endkey=[area, {}])
+        ids += [str(r["id"]) for r in rows]
         leaves = {}
         for row in self.couch.all_docs(self.settings.dbs.main, ids, include_docs=False):
             value = row.get("value") or {}

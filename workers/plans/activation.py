@@ -29,7 +29,6 @@ from workers.evaluator.tree import jurisdictions
 from workers.follower import OwnWrites, shard_of
 from workers.logs import log_event
 from workers.parallel import Pending
-from workers.plans.couch_lookup import CouchLookup
 from workers.readmodel.feed import ReadModel
 from workers.readmodel.lookup import IndexLookup
 
@@ -254,11 +253,11 @@ class Activation:
                   total=self.progress["jurisdictionsTotal"], ms=round((time.perf_counter() - started) * 1000, 1))
 
 
-def running(couch: Couch, db: str, plans: list[Doc] | None = None) -> list[tuple[Doc, Doc]]:
+def running(couch: Couch, db: str, plans: list[Doc]) -> list[tuple[Doc, Doc]]:
     """(plan, progress) of every activation still running, from the active plans of the database (``plans``:
-    as the caller knows them, e.g. from its read model; else from the database's view)."""
+    as the caller knows them, from its read model)."""
     out: list[tuple[Doc, Doc]] = []
-    for plan in plans if plans is not None else CouchLookup(couch, db).active_plans():
+    for plan in plans:
         progress = couch.get_local(db, progress_name(plan["_id"]))
         if progress is None or progress.get("planRev") != plan["_rev"]:
             progress = start(couch, db, plan)

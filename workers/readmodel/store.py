@@ -1,8 +1,8 @@
 """The plan worker's read model: its own index of the main database, on local disk (SQLite, standard library).
 
 What it holds: every plan, location (jurisdictions and structures), client, task and event of the main
-database, with its revision and its whole body (the evaluator reads any field of them), plus the same tagged
-keys as the ``lookup/entities`` view (``refs``):
+database, with its revision and its whole body (the evaluator reads any field of them), plus tagged keys
+to find them by (``refs``; a CouchDB view, ``lookup/entities``, once served these reads):
 
 | tag | k1 | k2 | id of |
 | --- | --- | --- | --- |
@@ -55,7 +55,7 @@ class CorruptIndex(Exception):
 
 
 def refs_of(doc: Doc) -> list[tuple[str, str, str]]:
-    """The tagged keys of one document: the ``lookup/entities`` view's map function, in Python."""
+    """The tagged keys of one document (see the table above)."""
     kind = doc.get("type")
     out: list[tuple[str, str, str]] = []
     if kind == "Feature":
