@@ -4,6 +4,8 @@ and a position the server refuses each end in an index equal to the database."""
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 from typing import Any, cast
 
@@ -247,4 +249,61 @@ def test_the_index_follows_the_followers_pages_and_reads_the_feed_itself_only_af
     model.follow(fourth.last_seq, fifth.results, fifth.last_seq)
     assert _as_indexed(model) == as_in_db()
     assert _as_indexed(model)[structures[3]] == f"{generation}-ffffffffffffffffffffffffffffffff"
+    model.close()
+
+
+class FetchCountingCouch(Couch):
+    """The real client, counting the documents it reads back by id (``_all_docs?keys=``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fetched: list[str] = []
+
+    def all_docs(self, db: str, keys: Any = None, **kwargs: Any) -> list[Doc]:
+        if keys is not None:
+            self.fetched += list(keys)
+        return super().all_docs(db, keys, **kwargs)
+
+
+def test_a_page_that_lists_a_write_still_in_flight_waits_for_its_answer_instead_of_reading_it_back(
+    couch: Couch, initialised: Settings, tmp_path: Path
+) -> None:
+    """An activation's writer thread has had its ``_bulk_docs`` taken by the server, and the follower reads
+    the feed before the answer is remembered: the page waits for the answer (the index then holds the
+    revision) rather than fetching the documents' bodies again; a change by someone else is still read."""
+    db = initialised.dbs.main
+    s = initialised
+    _seed(couch, db, areas=1, per_area=5)
+    counting = FetchCountingCouch(s.couch_nodes, s.credentials)
+    model = ReadModel(counting, db, tmp_path / "rm.sqlite")
+    model.catch_up()
+    since = model.store.seq
+    model.follow(since, [], since)  # following from here
+    counting.fetched.clear()
+    tasks = [{"_id": f"own-{i}", "type": "Task", "for": "x", "groupIdentifier": "g", "planIdentifier": "p"}
+             for i in range(3)]
+    sent = threading.Event()
+    answered = threading.Event()
+
+    def writer() -> None:
+        with model.writing(t["_id"] for t in tasks):
+            result = couch.save_many(db, [dict(t) for t in tasks])
+            sent.set()
+            time.sleep(0.5)  # the answer is slow to be remembered
+            revs = {r["id"]: r["rev"] for r in result.ok}
+            model.remember([{**t, "_rev": revs[t["_id"]]} for t in tasks])
+            answered.set()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    assert sent.wait(30)
+    couch.put(db, {"_id": "theirs", "type": "Task", "for": "y", "groupIdentifier": "g", "planIdentifier": "p"})
+    page = couch.changes(db, since, limit=100, include_docs=False, style="all_docs")
+    assert {c["id"] for c in page.results} >= {"own-0", "own-1", "own-2", "theirs"}
+    assert not answered.is_set()
+    model.follow(since, page.results, page.last_seq)
+    assert answered.is_set()  # it waited for the answer
+    thread.join()
+    assert counting.fetched == ["theirs"]  # only someone else's change was read back
+    assert set(_as_indexed(model)) >= {"own-0", "own-1", "own-2", "theirs"}
     model.close()

@@ -18,7 +18,8 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ log = logging.getLogger("fieldsync.readmodel")
 INCARNATION = "fieldsync-readmodel"  # a _local document of the indexed database (admins only: the main database)
 REBUILD_PAGE = 2000
 STALE_WAIT_S = 3.0  # how long a change the feed lists may stay unreadable (see ReadModel._read)
+WRITE_WAIT_S = 30.0  # how long a page waits for the answer of the worker's own write (see ReadModel.writing)
 PAGE = 2000
 
 
@@ -47,6 +49,8 @@ class ReadModel:
         self._lock = threading.Lock()
         self.rebuilt = False
         self._followed: Any = None  # the end of the last page of the follower's applied (see follow)
+        self._writing: dict[str, int] = {}  # ids of the worker's writes in flight (see writing)
+        self._written = threading.Condition(self._lock)
 
     # ------------------------------------------------------------------ opening
 
@@ -210,6 +214,40 @@ class ReadModel:
         self.rebuilt = True
         return read
 
+    @contextmanager
+    def writing(self, ids: Iterable[str]) -> Iterator[None]:
+        """Around a write of the worker in another thread (an activation's ``_bulk_docs``) and the
+        :meth:`remember` of its answer: a page of the feed that lists one of these documents waits for the
+        answer (:meth:`_await_writes`) instead of reading the document back from the server. The feed can list
+        a write before its answer is in: the server has taken it, the answer is on its way."""
+        ids = list(ids)
+        with self._lock:
+            for doc_id in ids:
+                self._writing[doc_id] = self._writing.get(doc_id, 0) + 1
+        try:
+            yield
+        finally:
+            with self._written:
+                for doc_id in ids:
+                    left = self._writing.get(doc_id, 0) - 1
+                    if left > 0:
+                        self._writing[doc_id] = left
+                    else:
+                        self._writing.pop(doc_id, None)
+                self._written.notify_all()
+
+    def _await_writes(self, ids: Iterable[str]) -> None:
+        """Until none of ``ids`` is being written by the worker, ``WRITE_WAIT_S`` at most (past that, what
+        differs is read from the server as usual). Never called from a writer's own thread."""
+        ids = list(ids)
+        deadline = time.monotonic() + WRITE_WAIT_S
+        with self._written:
+            while any(doc_id in self._writing for doc_id in ids):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._written.wait(left)
+
     def _changed(self, store: Store, changes: list[dict[str, Any]]) -> list[Doc]:
         """The documents of ``changes`` whose revision the index does not hold (deletions as tombstones)."""
         latest: dict[str, dict[str, Any]] = {}
@@ -217,6 +255,8 @@ class ReadModel:
             doc_id = str(change.get("id", ""))
             if doc_id and not doc_id.startswith("_design/"):
                 latest[doc_id] = change
+        if self._writing:
+            self._await_writes(latest)
         held = store.revs(list(latest))
         wanted: dict[str, int] = {}  # id -> the lowest revision generation a read of it may answer
         out: list[Doc] = []
