@@ -114,7 +114,7 @@ def activation_pass(couch: Couch, settings: Settings, kind: str, n: int, *, raw:
         # the raw passes measure the server alone: the main database's views and compactions that the
         # activation's writes set going are let finish first (they went on during a raw pass right after the
         # activation and slowed it 2-4x: sessions 5 and 6's ratios of 0.45-0.63 were against such a pass)
-        out["settle_s"] = settle_background(couch)
+        out["settle_s"] = settle_background(couch, views_of=settings.dbs.main)
         _progress(f"the server's background work after the activation ended {out['settle_s']:.1f} s later")
         out["raw_tasks"], out["raw_s"] = raw_pass(couch, settings, str(plan["identifier"]))
         _progress(f"raw pass: {out['raw_tasks']:,} tasks in {out['raw_s']:.1f} s")
