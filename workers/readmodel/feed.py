@@ -34,7 +34,7 @@ log = logging.getLogger("fieldsync.readmodel")
 INCARNATION = "fieldsync-readmodel"  # a _local document of the indexed database (admins only: the main database)
 REBUILD_PAGE = 2000
 STALE_WAIT_S = 3.0  # how long a change the feed lists may stay unreadable (see ReadModel._read)
-WRITE_WAIT_S = 30.0  # how long a page waits for the answer of the worker's own write (see ReadModel.writing)
+WRITE_WAIT_S = 5.0  # how long a page waits for the answers of the worker's own writes (ReadModel.writing)
 PAGE = 2000
 
 
@@ -217,9 +217,10 @@ class ReadModel:
     @contextmanager
     def writing(self, ids: Iterable[str]) -> Iterator[None]:
         """Around a write of the worker in another thread (an activation's ``_bulk_docs``) and the
-        :meth:`remember` of its answer: a page of the feed that lists one of these documents waits for the
-        answer (:meth:`_await_writes`) instead of reading the document back from the server. The feed can list
-        a write before its answer is in: the server has taken it, the answer is on its way."""
+        :meth:`remember` of its answer: a page of the feed that lists only such documents (besides what the
+        index holds) waits for the answers (:meth:`_await_writes`) instead of reading the documents back from
+        the server. The feed can list a write before its answer is in: the server has taken it, the answer is
+        on its way. A page with someone else's change is read at once (:meth:`_only_writes_in_flight`)."""
         ids = list(ids)
         with self._lock:
             for doc_id in ids:
@@ -235,6 +236,21 @@ class ReadModel:
                     else:
                         self._writing.pop(doc_id, None)
                 self._written.notify_all()
+
+    def _only_writes_in_flight(self, latest: dict[str, dict[str, Any]], held: dict[str, str]) -> bool:
+        """Whether every change of a page that the index does not hold is a write of the worker in flight: the
+        page then waits for their answers. A page that also holds someone else's change (a device's event) is
+        read at once, the writes in flight with it: a person's change never waits for an activation's write."""
+        with self._lock:
+            flying = False
+            for doc_id, change in latest.items():
+                revs = [str(r.get("rev")) for r in change.get("changes", []) if r.get("rev")]
+                if len(revs) == 1 and not change.get("deleted") and held.get(doc_id) == revs[0]:
+                    continue  # held already
+                if doc_id not in self._writing:
+                    return False
+                flying = True
+            return flying
 
     def _await_writes(self, ids: Iterable[str]) -> None:
         """Until none of ``ids`` is being written by the worker, ``WRITE_WAIT_S`` at most (past that, what
@@ -255,9 +271,10 @@ class ReadModel:
             doc_id = str(change.get("id", ""))
             if doc_id and not doc_id.startswith("_design/"):
                 latest[doc_id] = change
-        if self._writing:
-            self._await_writes(latest)
         held = store.revs(list(latest))
+        if self._writing and self._only_writes_in_flight(latest, held):
+            self._await_writes(latest)
+            held = store.revs(list(latest))
         wanted: dict[str, int] = {}  # id -> the lowest revision generation a read of it may answer
         out: list[Doc] = []
         for doc_id, change in latest.items():
