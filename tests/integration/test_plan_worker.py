@@ -78,10 +78,12 @@ def test_activation_writes_what_the_pure_evaluator_decides(couch: Couch, initial
     assert {k: v["_rev"] for k, v in _tasks(couch, s).items()} == revs
 
 
-def _held_activation(couch: Couch, s: Settings, seed: str, monkeypatch: pytest.MonkeyPatch
+def _held_activation(couch: Couch, s: Settings, seed: str, monkeypatch: pytest.MonkeyPatch,
+                     chunks: list[int] | None = None
                      ) -> tuple[list[dict[str, Any]], dict[str, Any], threading.Event, threading.Semaphore]:
     """Four areas and an active Dynamic-FI plan, with every activation write held until ``release`` is set;
-    ``held`` is released once per write that starts. Returns (documents, plan, release, held)."""
+    ``held`` is released once per write that starts, whose request size goes to ``chunks``. Returns
+    (documents, plan, release, held)."""
     docs = list(operational_areas(seed, AreaSize(areas=4, structures_per_area=20)))
     couch.save_many(s.dbs.main, [dict(d) for d in docs])
     plan = {**_fi_plan(uid(seed, "district")), "status": "active"}
@@ -90,10 +92,13 @@ def _held_activation(couch: Couch, s: Settings, seed: str, monkeypatch: pytest.M
     held = threading.Semaphore(0)
     write = activation.Activation._write
 
-    def held_write(self: activation.Activation, batch: list[dict[str, Any]]) -> Any:
+    def held_write(self: activation.Activation, batch: list[dict[str, Any]],
+                   chunk: int = activation.WRITE_CHUNK) -> Any:
+        if chunks is not None:
+            chunks.append(chunk)
         held.release()
         assert release.wait(120), "never released"
-        return write(self, batch)
+        return write(self, batch, chunk)
 
     monkeypatch.setattr(activation.Activation, "_write", held_write)
     return docs, plan, release, held
@@ -147,10 +152,12 @@ def test_an_activation_keeps_one_write_in_flight_while_peoples_changes_come_in(
     couch: Couch, initialised: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Right after a feed batch of others' changes (devices' events), an activation has one write in flight, not
-    two: the server's time goes first to the people waiting for their tasks. Once the feed has been quiet for
-    a while, two again; the activation then ends with the pure evaluator's tasks."""
+    two, in requests of ``PEOPLE_CHUNK`` tasks: the server's time goes first to the people waiting for their
+    tasks. Once the feed has been quiet for a while, two again, of ``WRITE_CHUNK``; the activation then ends
+    with the pure evaluator's tasks."""
     s = initialised
-    docs, plan, release, held = _held_activation(couch, s, "room", monkeypatch)
+    chunks: list[int] = []
+    docs, plan, release, held = _held_activation(couch, s, "room", monkeypatch, chunks)
     [worker] = build(["plans"], couch, s).handlers
     assert isinstance(worker, PlanWorker)
     rev = couch.put(s.dbs.main, {"_id": "a-devices-change", "type": "Note"})
@@ -162,6 +169,7 @@ def test_an_activation_keeps_one_write_in_flight_while_peoples_changes_come_in(
         monkeypatch.setattr(worker, "_events_at", time.monotonic() - worker_module.EVENTS_QUIET_S)
         assert isinstance(worker.activation_chore(), Pending)
         assert held.acquire(timeout=30), "no second write once the feed was quiet"
+        assert chunks == [activation.PEOPLE_CHUNK, activation.WRITE_CHUNK]
     finally:
         release.set()
     deadline = time.monotonic() + 120

@@ -38,6 +38,7 @@ RUNNING, DONE, FAILED = "running", "done", "failed"
 # tasks per _bulk_docs request at least: CouchDB 3 takes 200-document requests at about half the rate of
 # 500-document ones (bench: 1,087-1,275 vs 1,943-2,441 docs/s on one node), and 500 is what the raw baseline uses
 WRITE_CHUNK = 500
+PEOPLE_CHUNK = 100  # tasks per request while people's changes come in (PlanWorker.activation_room)
 # write requests in flight at once, each on a writer thread of its own: while one waits for the server, the
 # other's answer is recorded in the read model, and the main thread evaluates the next batch
 PIPELINE = 2
@@ -186,7 +187,10 @@ class Activation:
             batch, started = self._next
             self._next = None
             docs = [dict(t) for t in batch.tasks]  # of this worker's share only (activation_batches' ``mine``)
-            self._inflight.append((batch, docs, self._writer().submit(self._write, docs) if docs else None,
+            # while people's changes come in (room 1), the batch goes in smaller requests: the database's
+            # updater takes one request at a time, and a device's event waits behind the one it meets
+            chunk = WRITE_CHUNK if room >= PIPELINE else PEOPLE_CHUNK
+            self._inflight.append((batch, docs, self._writer().submit(self._write, docs, chunk) if docs else None,
                                    started))
             return True
         if self._inflight:
@@ -209,7 +213,7 @@ class Activation:
                                             thread_name_prefix=f"activation-{self.plan_id[:8]}")
         return self._pool
 
-    def _write(self, docs: list[Doc]) -> WriteResult:
+    def _write(self, docs: list[Doc], chunk: int = WRITE_CHUNK) -> WriteResult:
         """In a writer thread: the ``_bulk_docs`` on the thread's own connections, then what was written is
         made known (own writes, the read model on the thread's own SQLite connection). The progress is the
         main thread's, recorded in order by :meth:`_settle_ended`."""
@@ -217,7 +221,7 @@ class Activation:
         if couch is None:
             couch = self._writers.couch = self.couch.clone()
         with self.model.writing(d["_id"] for d in docs):
-            result = couch.save_many(self.db, docs)
+            result = couch.save_many(self.db, docs, chunk=chunk)
             # known as our own before the feed can show them to this worker's follower (in the main thread)
             self.own.add_results(result.ok)
             ok = {r["id"] for r in result.ok}
