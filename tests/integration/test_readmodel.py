@@ -265,7 +265,7 @@ class FetchCountingCouch(Couch):
         return super().all_docs(db, keys, **kwargs)
 
 
-def _in_flight(couch: Couch, initialised: Settings, tmp_path: Path, *, theirs: bool
+def _in_flight(couch: Couch, initialised: Settings, tmp_path: Path, *, theirs: bool, patient: bool = True
                ) -> tuple[FetchCountingCouch, ReadModel, bool]:
     """An activation's writer thread has had its ``_bulk_docs`` taken by the server and is slow to remember the
     answer; the follower reads a page listing those tasks (and, with ``theirs``, someone else's change) and
@@ -276,6 +276,7 @@ def _in_flight(couch: Couch, initialised: Settings, tmp_path: Path, *, theirs: b
     _seed(couch, db, areas=1, per_area=5)
     counting = FetchCountingCouch(s.couch_nodes, s.credentials)
     model = ReadModel(counting, db, tmp_path / "rm.sqlite")
+    model.wait_for_writes = patient
     model.catch_up()
     since = model.store.seq
     model.follow(since, [], since)  # following from here
@@ -323,3 +324,12 @@ def test_a_page_with_someone_elses_change_is_read_at_once_never_waiting_for_the_
     """A device's event must not wait for an activation's write: the page is read as it comes."""
     counting, _, waited = _in_flight(couch, initialised, tmp_path, theirs=True)
     assert not waited and "theirs" in counting.fetched
+
+
+def test_while_people_are_waiting_a_page_of_writes_in_flight_is_read_at_once(
+    couch: Couch, initialised: Settings, tmp_path: Path
+) -> None:
+    """The plan worker turns the wait off while people's changes come in (``wait_for_writes``): the page is read
+    as it comes, the worker's own writes fetched back, and nobody's event queues behind an activation's write."""
+    counting, _, waited = _in_flight(couch, initialised, tmp_path, theirs=False, patient=False)
+    assert not waited and set(counting.fetched) == {"own-0", "own-1", "own-2"}

@@ -50,6 +50,9 @@ class ReadModel:
         self.rebuilt = False
         self._followed: Any = None  # the end of the last page of the follower's applied (see follow)
         self._writing: dict[str, int] = {}  # ids of the worker's writes in flight (see writing)
+        # whether a page of writes in flight waits for their answers (the plan worker turns it off while
+        # people's changes come in: the follower must not idle behind an activation's write then)
+        self.wait_for_writes = True
         self._written = threading.Condition(self._lock)
 
     # ------------------------------------------------------------------ opening
@@ -220,7 +223,10 @@ class ReadModel:
         :meth:`remember` of its answer: a page of the feed that lists only such documents (besides what the
         index holds) waits for the answers (:meth:`_await_writes`) instead of reading the documents back from
         the server. The feed can list a write before its answer is in: the server has taken it, the answer is
-        on its way. A page with someone else's change is read at once (:meth:`_only_writes_in_flight`)."""
+        on its way. A page with someone else's change is read at once (:meth:`_only_writes_in_flight`), and
+        so is every page while ``wait_for_writes`` is off. Measured on CouchDB with 50 devices and an
+        activation under way: waiting on every page of the activation's writes took the round trip from p50
+        4.6 to 6.8 s (the follower idled while people's changes queued behind it)."""
         ids = list(ids)
         with self._lock:
             for doc_id in ids:
@@ -272,7 +278,7 @@ class ReadModel:
             if doc_id and not doc_id.startswith("_design/"):
                 latest[doc_id] = change
         held = store.revs(list(latest))
-        if self._writing and self._only_writes_in_flight(latest, held):
+        if self.wait_for_writes and self._writing and self._only_writes_in_flight(latest, held):
             self._await_writes(latest)
             held = store.revs(list(latest))
         wanted: dict[str, int] = {}  # id -> the lowest revision generation a read of it may answer
