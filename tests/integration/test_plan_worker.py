@@ -152,8 +152,8 @@ def test_an_activation_keeps_one_write_in_flight_while_peoples_changes_come_in(
     couch: Couch, initialised: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Right after a feed batch of others' changes (devices' events), an activation has one write in flight, not
-    two, in requests of ``PEOPLE_CHUNK`` tasks, and the feed's pages are not held for its answers: the server's
-    time goes first to the people waiting for their tasks. Once the feed has been quiet for a while, two again,
+    two, in requests of ``PEOPLE_CHUNK`` tasks: the server's time goes first to the people waiting for their
+    tasks. Once the feed has been quiet for a while, two again,
     of ``WRITE_CHUNK``; the activation then ends with the pure evaluator's tasks."""
     s = initialised
     chunks: list[int] = []
@@ -166,12 +166,7 @@ def test_an_activation_keeps_one_write_in_flight_while_peoples_changes_come_in(
         assert isinstance(worker.activation_chore(), Pending)
         assert held.acquire(timeout=30), "the first write never started"
         assert not held.acquire(timeout=1), "a second write while people's changes were coming in"
-        position = worker.model.store.seq
-        worker.page_read(s.dbs.main, position, [], position)
-        assert worker.model.wait_for_writes is False  # no page is held for the activation's answers meanwhile
         monkeypatch.setattr(worker, "_events_at", time.monotonic() - worker_module.EVENTS_QUIET_S)
-        worker.page_read(s.dbs.main, position, [], position)
-        assert worker.model.wait_for_writes is True
         assert isinstance(worker.activation_chore(), Pending)
         assert held.acquire(timeout=30), "no second write once the feed was quiet"
         assert chunks == [activation.PEOPLE_CHUNK, activation.WRITE_CHUNK]

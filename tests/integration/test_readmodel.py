@@ -4,8 +4,6 @@ and a position the server refuses each end in an index equal to the database."""
 
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 from typing import Any, cast
 
@@ -251,85 +249,3 @@ def test_the_index_follows_the_followers_pages_and_reads_the_feed_itself_only_af
     assert _as_indexed(model)[structures[3]] == f"{generation}-ffffffffffffffffffffffffffffffff"
     model.close()
 
-
-class FetchCountingCouch(Couch):
-    """The real client, counting the documents it reads back by id (``_all_docs?keys=``)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.fetched: list[str] = []
-
-    def all_docs(self, db: str, keys: Any = None, **kwargs: Any) -> list[Doc]:
-        if keys is not None:
-            self.fetched += list(keys)
-        return super().all_docs(db, keys, **kwargs)
-
-
-def _in_flight(couch: Couch, initialised: Settings, tmp_path: Path, *, theirs: bool, patient: bool = True
-               ) -> tuple[FetchCountingCouch, ReadModel, bool]:
-    """An activation's writer thread has had its ``_bulk_docs`` taken by the server and is slow to remember the
-    answer; the follower reads a page listing those tasks (and, with ``theirs``, someone else's change) and
-    hands it to the index. Returns the client (what it read back), the index, and whether the page's
-    :meth:`ReadModel.follow` returned only after the answer was remembered."""
-    db = initialised.dbs.main
-    s = initialised
-    _seed(couch, db, areas=1, per_area=5)
-    counting = FetchCountingCouch(s.couch_nodes, s.credentials)
-    model = ReadModel(counting, db, tmp_path / "rm.sqlite")
-    model.wait_for_writes = patient
-    model.catch_up()
-    since = model.store.seq
-    model.follow(since, [], since)  # following from here
-    counting.fetched.clear()
-    tasks = [{"_id": f"own-{i}", "type": "Task", "for": "x", "groupIdentifier": "g", "planIdentifier": "p"}
-             for i in range(3)]
-    sent = threading.Event()
-    answered = threading.Event()
-
-    def writer() -> None:
-        with model.writing(t["_id"] for t in tasks):
-            result = couch.save_many(db, [dict(t) for t in tasks])
-            sent.set()
-            time.sleep(1.0)  # the answer is slow to be remembered
-            revs = {r["id"]: r["rev"] for r in result.ok}
-            model.remember([{**t, "_rev": revs[t["_id"]]} for t in tasks])
-            answered.set()
-
-    thread = threading.Thread(target=writer)
-    thread.start()
-    assert sent.wait(30)
-    if theirs:
-        couch.put(db, {"_id": "theirs", "type": "Task", "for": "y", "groupIdentifier": "g", "planIdentifier": "p"})
-    page = couch.changes(db, since, limit=100, include_docs=False, style="all_docs")
-    assert {c["id"] for c in page.results} >= {"own-0", "own-1", "own-2"}
-    assert not answered.is_set()
-    model.follow(since, page.results, page.last_seq)
-    waited = answered.is_set()
-    thread.join()
-    assert set(_as_indexed(model)) >= {"own-0", "own-1", "own-2", *(["theirs"] if theirs else [])}
-    model.close()
-    return counting, model, waited
-
-
-def test_a_page_of_writes_still_in_flight_waits_for_their_answers_instead_of_reading_them_back(
-    couch: Couch, initialised: Settings, tmp_path: Path
-) -> None:
-    counting, _, waited = _in_flight(couch, initialised, tmp_path, theirs=False)
-    assert waited and counting.fetched == []
-
-
-def test_a_page_with_someone_elses_change_is_read_at_once_never_waiting_for_the_workers_writes(
-    couch: Couch, initialised: Settings, tmp_path: Path
-) -> None:
-    """A device's event must not wait for an activation's write: the page is read as it comes."""
-    counting, _, waited = _in_flight(couch, initialised, tmp_path, theirs=True)
-    assert not waited and "theirs" in counting.fetched
-
-
-def test_while_people_are_waiting_a_page_of_writes_in_flight_is_read_at_once(
-    couch: Couch, initialised: Settings, tmp_path: Path
-) -> None:
-    """The plan worker turns the wait off while people's changes come in (``wait_for_writes``): the page is read
-    as it comes, the worker's own writes fetched back, and nobody's event queues behind an activation's write."""
-    counting, _, waited = _in_flight(couch, initialised, tmp_path, theirs=False, patient=False)
-    assert not waited and set(counting.fetched) == {"own-0", "own-1", "own-2"}

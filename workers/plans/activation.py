@@ -220,12 +220,11 @@ class Activation:
         couch: Couch | None = getattr(self._writers, "couch", None)
         if couch is None:
             couch = self._writers.couch = self.couch.clone()
-        with self.model.writing(d["_id"] for d in docs):
-            result = couch.save_many(self.db, docs, chunk=chunk)
-            # known as our own before the feed can show them to this worker's follower (in the main thread)
-            self.own.add_results(result.ok)
-            ok = {r["id"] for r in result.ok}
-            self.model.remember([d for d in docs if d["_id"] in ok and d.get("_rev")])
+        result = couch.save_many(self.db, docs, chunk=chunk)
+        # known as our own before the feed can show them to this worker's follower (in the main thread)
+        self.own.add_results(result.ok)
+        ok = {r["id"] for r in result.ok}
+        self.model.remember([d for d in docs if d["_id"] in ok and d.get("_rev")])
         return result
 
     def _settle_ended(self) -> None:

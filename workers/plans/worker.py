@@ -110,8 +110,6 @@ class PlanWorker(Worker):
         change is read once, not once by the follower and again by the index. The batch that follows is in the
         index then, so :meth:`process` need not read the feed."""
         if db == self.db:
-            # people first: while their changes come in, a page is never held for the activation's answers
-            self.model.wait_for_writes = self.activation_room() == activation.PIPELINE
             self.model.follow(since, changes, last_seq)
             self._fed = frozenset(ref for change in changes for ref in _refs(change))
 

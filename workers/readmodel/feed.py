@@ -18,8 +18,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,6 @@ log = logging.getLogger("fieldsync.readmodel")
 INCARNATION = "fieldsync-readmodel"  # a _local document of the indexed database (admins only: the main database)
 REBUILD_PAGE = 2000
 STALE_WAIT_S = 3.0  # how long a change the feed lists may stay unreadable (see ReadModel._read)
-WRITE_WAIT_S = 5.0  # how long a page waits for the answers of the worker's own writes (ReadModel.writing)
 PAGE = 2000
 
 
@@ -49,11 +47,6 @@ class ReadModel:
         self._lock = threading.Lock()
         self.rebuilt = False
         self._followed: Any = None  # the end of the last page of the follower's applied (see follow)
-        self._writing: dict[str, int] = {}  # ids of the worker's writes in flight (see writing)
-        # whether a page of writes in flight waits for their answers (the plan worker turns it off while
-        # people's changes come in: the follower must not idle behind an activation's write then)
-        self.wait_for_writes = True
-        self._written = threading.Condition(self._lock)
 
     # ------------------------------------------------------------------ opening
 
@@ -217,59 +210,6 @@ class ReadModel:
         self.rebuilt = True
         return read
 
-    @contextmanager
-    def writing(self, ids: Iterable[str]) -> Iterator[None]:
-        """Around a write of the worker in another thread (an activation's ``_bulk_docs``) and the
-        :meth:`remember` of its answer: a page of the feed that lists only such documents (besides what the
-        index holds) waits for the answers (:meth:`_await_writes`) instead of reading the documents back from
-        the server. The feed can list a write before its answer is in: the server has taken it, the answer is
-        on its way. A page with someone else's change is read at once (:meth:`_only_writes_in_flight`), and
-        so is every page while ``wait_for_writes`` is off. Measured on CouchDB with 50 devices and an
-        activation under way: waiting on every page of the activation's writes took the round trip from p50
-        4.6 to 6.8 s (the follower idled while people's changes queued behind it)."""
-        ids = list(ids)
-        with self._lock:
-            for doc_id in ids:
-                self._writing[doc_id] = self._writing.get(doc_id, 0) + 1
-        try:
-            yield
-        finally:
-            with self._written:
-                for doc_id in ids:
-                    left = self._writing.get(doc_id, 0) - 1
-                    if left > 0:
-                        self._writing[doc_id] = left
-                    else:
-                        self._writing.pop(doc_id, None)
-                self._written.notify_all()
-
-    def _only_writes_in_flight(self, latest: dict[str, dict[str, Any]], held: dict[str, str]) -> bool:
-        """Whether every change of a page that the index does not hold is a write of the worker in flight: the
-        page then waits for their answers. A page that also holds someone else's change (a device's event) is
-        read at once, the writes in flight with it: a person's change never waits for an activation's write."""
-        with self._lock:
-            flying = False
-            for doc_id, change in latest.items():
-                revs = [str(r.get("rev")) for r in change.get("changes", []) if r.get("rev")]
-                if len(revs) == 1 and not change.get("deleted") and held.get(doc_id) == revs[0]:
-                    continue  # held already
-                if doc_id not in self._writing:
-                    return False
-                flying = True
-            return flying
-
-    def _await_writes(self, ids: Iterable[str]) -> None:
-        """Until none of ``ids`` is being written by the worker, ``WRITE_WAIT_S`` at most (past that, what
-        differs is read from the server as usual). Never called from a writer's own thread."""
-        ids = list(ids)
-        deadline = time.monotonic() + WRITE_WAIT_S
-        with self._written:
-            while any(doc_id in self._writing for doc_id in ids):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return
-                self._written.wait(left)
-
     def _changed(self, store: Store, changes: list[dict[str, Any]]) -> list[Doc]:
         """The documents of ``changes`` whose revision the index does not hold (deletions as tombstones)."""
         latest: dict[str, dict[str, Any]] = {}
@@ -278,9 +218,6 @@ class ReadModel:
             if doc_id and not doc_id.startswith("_design/"):
                 latest[doc_id] = change
         held = store.revs(list(latest))
-        if self.wait_for_writes and self._writing and self._only_writes_in_flight(latest, held):
-            self._await_writes(latest)
-            held = store.revs(list(latest))
         wanted: dict[str, int] = {}  # id -> the lowest revision generation a read of it may answer
         out: list[Doc] = []
         for doc_id, change in latest.items():
