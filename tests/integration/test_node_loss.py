@@ -54,6 +54,14 @@ def _waiting(proc: subprocess.Popen[str], log: Callable[[], str], condition: Cal
         raise AssertionError(f"{exc}; its log ends with:\n{log()[-4000:]}") from None
 
 
+def _conflicted(couch: Couch, db: str) -> list[tuple[str, str, list[str], str]]:
+    """(id, winning revision, other leaves, type) of the documents of ``db`` listed with ``_conflicts`` (at most
+    5): what a failure names, for whoever reads it."""
+    rows = couch.all_docs(db, include_docs=True, conflicts=True)
+    found = [row["doc"] for row in rows if (row.get("doc") or {}).get("_conflicts")]
+    return [(str(d["_id"]), str(d["_rev"]), list(d["_conflicts"]), str(d.get("type"))) for d in found[:5]]
+
+
 def _no_conflicts(couch: Couch, *dbs: str) -> None:
     for db in dbs:
         total, conflicted = count_conflicted(couch, db)
@@ -91,7 +99,7 @@ def test_node_lost_during_an_activation_of_5000_structures(
         # 1 of 44,592 documents), which the running resolver settles; and a listing may read node 1's copy
         # before internal replication has brought it the resolution: both take a bounded while
         _waiting(worker, log, lambda: count_conflicted(couch, s.dbs.main)[1] == 0, 180,
-                 "every conflict settled on every copy")
+                 f"every conflict settled on every copy (in conflict at failback: {_conflicted(couch, s.dbs.main)})")
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=60)
