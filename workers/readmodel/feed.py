@@ -241,10 +241,9 @@ class ReadModel:
 
         On a cluster the feed may list a write that one copy of its shard holds while the read's quorum is
         answered by the two copies that have yet to take it (writes are acknowledged by two of three): the
-        read says "missing", or gives an earlier revision than the feed's (or than the index holds from the worker's
-        own ``_bulk_docs`` answer). Taken as it is, that would drop the
-        document from the index (or roll it back) while the position moved past its change, and no later page
-        would bring it back. Such a read is made again, a little later, for ``STALE_WAIT_S`` at most; a
+        read says "missing", or gives an earlier revision than the feed's (or than the index holds from the
+        worker's own ``_bulk_docs`` answer). Taken as it is, that would drop the document from the index (or
+        roll it back) while the position moved past its change, and no later page would bring it back. Such a read is made again, a little later, for ``STALE_WAIT_S`` at most; a
         document still missing after that is taken as gone (a purge between the feed and the read)."""
         found: dict[str, Doc] = {}
         earlier: dict[str, Doc] = {}
