@@ -243,8 +243,9 @@ class ReadModel:
         answered by the two copies that have yet to take it (writes are acknowledged by two of three): the
         read says "missing", or gives an earlier revision than the feed's (or than the index holds from the
         worker's own ``_bulk_docs`` answer). Taken as it is, that would drop the document from the index (or
-        roll it back) while the position moved past its change, and no later page would bring it back. Such a read is made again, a little later, for ``STALE_WAIT_S`` at most; a
-        document still missing after that is taken as gone (a purge between the feed and the read)."""
+        roll it back) while the position moved past its change, and no later page would bring it back. Such a
+        read is made again, a little later, for ``STALE_WAIT_S`` at most; a document still missing after that
+        is taken as gone (a purge between the feed and the read)."""
         found: dict[str, Doc] = {}
         earlier: dict[str, Doc] = {}
         waited, pause = 0.0, 0.05
