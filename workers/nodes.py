@@ -17,6 +17,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+# how long a read may lag the changes feed on a cluster: the feed lists a write one copy of its shard holds
+# while the two copies that answer the quorum read have yet to take it (ReadModel._read, resolver.read_leaves)
+STALE_READ_WAIT_S = 3.0
+
 
 @dataclass(frozen=True)
 class Switch:

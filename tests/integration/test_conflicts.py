@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
+
+import pytest
 
 from demo.devices import Device
 from workers import provision
@@ -145,3 +148,28 @@ def test_a_feed_page_of_many_conflicts_is_settled_batch_after_batch(couch: Couch
     _resolve(couch, s)
     assert {n: couch.get(s.dbs.main, f"task-{n}")["_rev"] for n in range(11)} == revs  # type: ignore[index]
     assert len(resolver.list_resolutions(couch, s)) == 11
+
+
+def test_a_leaf_the_feed_listed_is_read_again_until_it_can_be(
+    couch: Couch, initialised: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On a cluster the read of a document's leaves can lag the feed that listed them (the copies answering
+    have yet to take one): read as it is, the document would look settled while it holds two leaves. A leaf
+    that cannot be read yet is read again, a little later; one still unreadable after the wait is logged."""
+    db = initialised.dbs.main
+    base = {**_task("2026-11-20T08:00:00.000Z")}
+    couch.bulk_docs(db, [{**base, "_rev": "1-aa"}], new_edits=False)
+    late = {**base, "_rev": "1-bb", "businessStatus": "Sprayed"}
+    writer = threading.Timer(0.3, lambda: couch.clone().bulk_docs(db, [late], new_edits=False))
+    writer.start()
+    try:
+        leaves = resolver.read_leaves(couch, db, [("task-1", "1-aa"), ("task-1", "1-bb")])
+    finally:
+        writer.join()
+    assert sorted(leaf["_rev"] for leaf in leaves) == ["1-aa", "1-bb"]
+
+    with caplog.at_level(logging.WARNING, logger="fieldsync.conflicts"):
+        leaves = resolver.read_leaves(couch, db, [("task-1", "1-aa"), ("task-1", "1-cc")], wait_s=0.5)
+    assert [leaf["_rev"] for leaf in leaves] == ["1-aa"]
+    [record] = [r for r in caplog.records if r.getMessage() == "leaves not readable"]
+    assert record.fields["leaves"] == ["task-1 1-cc"]  # type: ignore[attr-defined]

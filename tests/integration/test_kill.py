@@ -27,7 +27,8 @@ from workers.settings import Settings
 
 
 def _worker(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
-    """A worker process whose log goes to a file (a pipe nobody reads fills up and blocks the worker)."""
+    """A plan worker process (``args``: other workers beside it, options) whose log goes to a file (a pipe
+    nobody reads fills up and blocks the worker)."""
     log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115  closed with the process by the OS at the end
     proc = subprocess.Popen([sys.executable, "-m", "workers.cli", "work", "plans", *args], env=env,
                             stdout=subprocess.DEVNULL, stderr=log, text=True)
@@ -59,6 +60,16 @@ def _task_ids(couch: Couch, db: str) -> list[str]:
     result = couch.request("GET", db, "_design/fieldsync", "_view", "tasks_by_plan_status",
                            params={"reduce": False}, timeout=900)
     return [row["id"] for row in result["rows"]]
+
+
+def _same_bodies(couch: Couch, db: str, expected: list[dict[str, Any]]) -> None:
+    """Each of ``expected`` is stored with that very body (its revision aside)."""
+    stored = couch.get_many(db, sorted(t["_id"] for t in expected))
+    differing = {t["_id"]: {k: (v, t.get(k)) for k, v in (stored.get(t["_id"]) or {}).items()
+                            if k != "_rev" and v != t.get(k)}
+                 for t in expected if {k: v for k, v in (stored.get(t["_id"]) or {}).items() if k != "_rev"} != t}
+    assert not differing, f"{len(differing)} of {len(expected)} tasks differ from an uninterrupted run's " \
+                          f"(field: stored, expected): {list(differing.items())[:3]}"
 
 
 def _seed(couch: Couch, settings: Settings, seed: str, size: AreaSize) -> tuple[list[dict], dict]:  # type: ignore[type-arg]
@@ -105,11 +116,14 @@ def test_kill_9_mid_activation_then_restart_equals_an_uninterrupted_run(
     again = _worker(cli_env, "--until-idle")
     assert again.wait(timeout=600) == 0, _log(again)[-3000:]
     ids = _task_ids(couch, s.dbs.main)
+    done = couch.get_local(s.dbs.main, name) or {}
+    # evaluated at the time the activation was queued, before the kill and after it alike
     expected = activate(couch.get(s.dbs.main, str(plan["_id"])) or {}, InMemoryLookup([*docs, plan]),
-                        datetime.now(UTC))
+                        activation.evaluation_time(done))
     assert len(ids) == len(set(ids)) > partial
     assert set(ids) == {t["_id"] for t in expected.tasks}
-    done = couch.get_local(s.dbs.main, name) or {}
+    # the replayed jurisdiction wrote the bodies of the first attempt: the tasks are those of an uninterrupted run
+    _same_bodies(couch, s.dbs.main, expected.tasks)
     assert done["state"] == "done" and done["jurisdictionsDone"] == done["jurisdictionsTotal"] == 11
 
 

@@ -18,6 +18,7 @@ Interaction-log documents in the per-user meta databases are left to the summari
 from __future__ import annotations
 
 import logging
+import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,7 @@ from workers.couch import Couch, Doc
 from workers.errors import Conflict, FieldsyncError, NotFound
 from workers.follower import Worker
 from workers.logs import log_event
+from workers.nodes import STALE_READ_WAIT_S
 from workers.parallel import CouchPool
 from workers.settings import Settings
 
@@ -94,10 +96,34 @@ def current_winner(leaves: list[Doc]) -> str:
     return str(max(living, key=order)["_rev"])
 
 
+def read_leaves(couch: Couch, db: str, refs: list[tuple[str, str]], first: list[Doc] | None = None, *,
+                wait_s: float = STALE_READ_WAIT_S) -> list[Doc]:
+    """The leaves ``refs`` (id, revision) that the feed listed, by ``_bulk_get`` (``first``: a first read's
+    answer, when made already). On a cluster that read can lag the feed: the feed lists a leaf that one copy of
+    the shard holds (a node's own write brought back, a replication) while the two copies that answer have yet
+    to take it, and the document would look settled while it holds two leaves. Such leaves are read again, a
+    little later, for ``wait_s`` at most; one still missing after that (purged meanwhile) is logged."""
+    leaves = list(first) if first is not None else couch.bulk_get(db, refs)
+    missing = set(refs) - {(str(leaf["_id"]), str(leaf["_rev"])) for leaf in leaves}
+    waited, pause = 0.0, 0.05
+    while missing and waited < wait_s:
+        time.sleep(pause)
+        waited += pause
+        pause = min(pause * 2, 0.5)
+        found = couch.bulk_get(db, sorted(missing))
+        leaves.extend(found)
+        missing -= {(str(leaf["_id"]), str(leaf["_rev"])) for leaf in found}
+    if missing:
+        log_event(log, "leaves not readable", logging.WARNING, db=db, count=len(missing),
+                  leaves=[f"{doc_id} {rev}" for doc_id, rev in sorted(missing)[:10]], waited_s=round(waited, 2))
+    return leaves
+
+
 @dataclass
 class Reads:
     """What settling a batch of documents needs, read at once (:meth:`ConflictResolver._read`)."""
 
+    refs: list[tuple[str, str]]
     leaves: Future[list[Doc]]
     receipts: Future[dict[tuple[str, str], float]]
     audited: Future[set[tuple[str, str]]]
@@ -144,6 +170,7 @@ class ConflictResolver(Worker):
         refs = [(str(change["id"]), str(r["rev"])) for change in changes for r in change["changes"] if r.get("rev")]
         main = db == self.settings.dbs.main
         return Reads(
+            refs=refs,
             leaves=self.pool.submit(lambda c: c.bulk_get(db, refs)),
             receipts=self.pool.submit(lambda c: receipts(c, self.settings.dbs.audit, refs) if main else {}),
             audited=self.pool.submit(lambda c: self._audited(c, db, refs)),
@@ -153,7 +180,7 @@ class ConflictResolver(Worker):
         """Decide each document's winner, write the audit records, then the resolutions."""
         skip_types = SKIP_TYPES_BY_KIND.get(self.settings.dbs.kind(db) or "", set())
         by_doc: dict[str, list[Doc]] = {}
-        for leaf in reads.leaves.result():
+        for leaf in read_leaves(self.couch, db, reads.refs, reads.leaves.result()):
             by_doc.setdefault(str(leaf["_id"]), []).append(leaf)
         seen: dict[str, dict[str, float]] = {}
         for (doc_id, rev), at in reads.receipts.result().items():

@@ -111,9 +111,8 @@ class Activation:
         if self.progress.get("jurisdictionsTotal") is None:
             codes = [j.get("code") for j in self.plan.get("jurisdiction") or []]
             self.progress["jurisdictionsTotal"] = sum(1 for _ in jurisdictions([c for c in codes if c], lookup))
-        now = datetime.now(UTC)
         count = self.shard[1]
-        return activation_batches(self.plan, lookup, now, batch_size=self.batch_size,
+        return activation_batches(self.plan, lookup, evaluation_time(self.progress), batch_size=self.batch_size,
                                   resume_after=self.progress.get("resumeAfter"), paths=self.paths,
                                   mine=(lambda jid: shard_of(jid, count) == self.shard[0]) if count > 1 else None)
 
@@ -220,9 +219,16 @@ class Activation:
         couch: Couch | None = getattr(self._writers, "couch", None)
         if couch is None:
             couch = self._writers.couch = self.couch.clone()
-        result = couch.save_many(self.db, docs, chunk=chunk)
-        # known as our own before the feed can show them to this worker's follower (in the main thread)
-        self.own.add_results(result.ok)
+        ids = [str(d["_id"]) for d in docs]
+        # known as our own before this worker's follower (in the main thread) judges them: a feed page that
+        # lists them while the answer is on its way waits for it (OwnWrites.wait_for)
+        self.own.begin(ids)
+        ok_rows: list[dict[str, Any]] = []
+        try:
+            result = couch.save_many(self.db, docs, chunk=chunk)
+            ok_rows = result.ok
+        finally:
+            self.own.end(ids, ok_rows)
         ok = {r["id"] for r in result.ok}
         self.model.remember([d for d in docs if d["_id"] in ok and d.get("_rev")])
         return result
@@ -255,6 +261,20 @@ class Activation:
         log_event(log, "activation batch", db=self.db, plan=self.plan_id, jurisdiction=batch.jurisdiction_id,
                   tasks=written, entities=batch.entities, done=self.progress["jurisdictionsDone"],
                   total=self.progress["jurisdictionsTotal"], ms=round((time.perf_counter() - started) * 1000, 1))
+
+
+def evaluation_time(progress: Doc) -> datetime:
+    """The time an activation evaluates its plan at, whenever its walk is (re)opened: when it was queued
+    (``startedAt`` of its progress). A replayed jurisdiction (after a kill, a lost node, a refused write) thus
+    writes the very bodies of the first attempt, hence the very revisions: a copy of the database that took the
+    first write alone (a cluster node lost before it passed it on) merges with the replay when it comes back,
+    instead of holding a second leaf of the task."""
+    started = progress.get("startedAt")
+    if isinstance(started, str):
+        with contextlib.suppress(ValueError):
+            at = datetime.fromisoformat(started.replace("Z", "+00:00"))
+            return at if at.tzinfo else at.replace(tzinfo=UTC)
+    return datetime.now(UTC)
 
 
 def running(couch: Couch, db: str, plans: list[Doc]) -> list[tuple[Doc, Doc]]:

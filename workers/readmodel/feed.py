@@ -26,13 +26,13 @@ from typing import Any
 from workers.couch import Couch, Doc
 from workers.errors import ServerError
 from workers.logs import log_event
+from workers.nodes import STALE_READ_WAIT_S
 from workers.readmodel.store import CorruptIndex, Store, generation
 
 log = logging.getLogger("fieldsync.readmodel")
 
 INCARNATION = "fieldsync-readmodel"  # a _local document of the indexed database (admins only: the main database)
 REBUILD_PAGE = 2000
-STALE_WAIT_S = 3.0  # how long a change the feed lists may stay unreadable (see ReadModel._read)
 PAGE = 2000
 
 
@@ -244,7 +244,7 @@ class ReadModel:
         read says "missing", or gives an earlier revision than the feed's (or than the index holds from the
         worker's own ``_bulk_docs`` answer). Taken as it is, that would drop the document from the index (or
         roll it back) while the position moved past its change, and no later page would bring it back. Such a
-        read is made again, a little later, for ``STALE_WAIT_S`` at most; a document still missing after that
+        read is made again, a little later, for ``STALE_READ_WAIT_S`` at most; a document still missing after that
         is taken as gone (a purge between the feed and the read)."""
         found: dict[str, Doc] = {}
         earlier: dict[str, Doc] = {}
@@ -258,7 +258,7 @@ class ReadModel:
             earlier.update(read.earlier)
             if not read.stale:
                 return list(found.values())
-            if waited >= STALE_WAIT_S:
+            if waited >= STALE_READ_WAIT_S:
                 log_event(log, "read model: changes not readable", logging.WARNING, db=self.db,
                           ids=sorted(read.stale)[:10], count=len(read.stale), waited_s=round(waited, 2))
                 found.update({i: earlier.get(i) or {"_id": i, "_deleted": True} for i in read.stale})
