@@ -18,8 +18,12 @@ runs for each database of the group, ``FINISH_THREADS`` databases at a time (eac
 checkpoint moved), while the next group is read, merged and written.
 
 A kill between 4 and 5 leaves records that the next pass merges again into identical documents: no double
-counting, no loss. A per-database ``_local`` checkpoint (the update sequence seen) lets the interval pass skip
-meta databases with nothing new; the nightly pass visits them all.
+counting, no loss. The update sequence of each meta database after its records are removed lets the interval
+pass skip the databases with nothing new (the nightly pass visits them all). These positions are kept together
+in one ``_local`` document of the users-meta database (``POSITIONS``), read once per pass and written every
+``POSITIONS_EVERY`` groups and at the end: one write per thousand users rather than a read and a write per user
+(a kill loses at most the positions since the last write, and the next interval pass reads those databases
+again: they are empty).
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ log = logging.getLogger("fieldsync.summarizer")
 
 PERMISSION = "can_track_task_interactions"
 CHECKPOINT = "fieldsync-summarizer"
+POSITIONS = "fieldsync-summarizer-positions"  # each meta database's update sequence after the pass finished it
+POSITIONS_EVERY = 20  # groups between two writes of the positions
 PREFIX = "interaction-"
 # meta databases merged together: one read and one write of the users-meta database per group and day
 GROUP = 50
@@ -284,7 +290,7 @@ def _prepare_isolated(couch: Couch, settings: Settings, db: str, user: str, perm
 
 
 def _merge_group(couch: Couch, settings: Settings, group: list[tuple[str, str, bool]], report: PassReport,
-                 date: str | None, refs: frozenset[str], pools: _Pools) -> list[Future[int]]:
+                 date: str | None, refs: frozenset[str], pools: _Pools) -> list[Future[_Finished]]:
     """Merge a group of meta databases (``(db, user, permitted)``): each read on its own (``READ_THREADS`` at
     once), their days merged and written together (:func:`_write_days`), and only then their records removed
     and their checkpoints moved: returned as the futures of those finishing requests, which the caller lets
@@ -326,6 +332,13 @@ def _merge_group(couch: Couch, settings: Settings, group: list[tuple[str, str, b
     return [pools.finish.submit(_finish, couch, settings, *job) for job in jobs]
 
 
+def _finished(report: PassReport, futures: list[Future[_Finished]], known: dict[str, Doc]) -> None:
+    for future in futures:
+        finished = future.result()
+        report.removed += finished.removed
+        known[finished.db] = finished.position
+
+
 @dataclass
 class _Pools:
     """A pass's threads: the reads of a group's databases, and the finishing of the previous group's."""
@@ -334,12 +347,38 @@ class _Pools:
     finish: ThreadPoolExecutor
 
 
-def _finish(couch: Couch, settings: Settings, db: str, permitted: bool, leaves: list[Doc]) -> int:
-    """Remove a merged database's records, then move its checkpoint; how many were removed."""
+@dataclass
+class _Finished:
+    db: str
+    removed: int
+    position: Doc  # {"seq": the database's update sequence once its records are removed, "permitted"}
+
+
+def _finish(couch: Couch, settings: Settings, db: str, permitted: bool, leaves: list[Doc]) -> _Finished:
+    """Remove a merged database's records, then read its position (kept by :func:`run_pass`)."""
     removed = couch.purge_or_delete(db, leaves) if leaves else 0
-    couch.put_local(settings.dbs.users_meta, f"{CHECKPOINT}@{db}",
-                    {"seq": couch.update_seq(db), "at": now_iso(), "permitted": permitted})
-    return removed
+    return _Finished(db, removed, {"seq": couch.update_seq(db), "permitted": permitted})
+
+
+def positions(couch: Couch, settings: Settings) -> dict[str, Doc]:
+    """Each meta database's position after the pass that finished it last, by database name."""
+    return dict((couch.get_local(settings.dbs.users_meta, POSITIONS) or {}).get("databases") or {})
+
+
+def _unchanged(couch: Couch, db: str, position: Doc | None) -> bool:
+    """Whether ``db`` has no change after ``position`` (its update sequence when a pass finished it). Asked of
+    the changes feed, not by comparing sequences: a cluster writes one position differently from one read to
+    the next, while a feed resumed from it lists nothing new. A position the server refuses is a change."""
+    if not position or position.get("seq") in (None, 0, "0"):
+        return False
+    try:
+        return not couch.changes(db, position["seq"], limit=1, include_docs=False).results
+    except FieldsyncError:
+        return False
+
+
+def _save_positions(couch: Couch, settings: Settings, known: dict[str, Doc]) -> None:
+    couch.put_local(settings.dbs.users_meta, POSITIONS, {"databases": known, "updatedAt": now_iso()})
 
 
 def run_pass(couch: Couch, settings: Settings, *, date: str | None = None, full: bool = True,
@@ -351,20 +390,19 @@ def run_pass(couch: Couch, settings: Settings, *, date: str | None = None, full:
     app = app_settings(couch, settings)
     users = provision.all_users(couch)
     refs = frozenset(app.interaction_refs)
+    known = positions(couch, settings)
     todo: list[tuple[str, str, bool]] = []
     for db in sorted(couch.all_dbs()):
         user = settings.dbs.user_of_meta(db)
         if user is None:
             continue
         report.databases += 1
-        if not full and date is None:
-            # the interval pass skips the databases with nothing new since the last pass (a full pass reads
-            # them all: no need to ask)
-            # kept in the users-meta database: the user can write the _local documents of their own meta database
-            checkpoint = couch.get_local(settings.dbs.users_meta, f"{CHECKPOINT}@{db}") or {}
-            if checkpoint.get("seq") == couch.update_seq(db):
-                report.skipped_unchanged += 1
-                continue
+        # the interval pass skips the databases with nothing new since the last pass (a full pass reads them
+        # all: no need to ask). The positions are kept in the users-meta database: a user can write the _local
+        # documents of their own meta database
+        if not full and date is None and _unchanged(couch, db, known.get(db)):
+            report.skipped_unchanged += 1
+            continue
         roles = list((users.get(user) or {}).get("roles", []))
         todo.append((db, user, app.has_permission(PERMISSION, roles)))
     # users in name order: a group's daily documents of a day are one id range of the users-meta database
@@ -372,14 +410,18 @@ def run_pass(couch: Couch, settings: Settings, *, date: str | None = None, full:
     with ThreadPoolExecutor(READ_THREADS, thread_name_prefix="merge-read") as reader, \
             ThreadPoolExecutor(FINISH_THREADS, thread_name_prefix="merge-finish") as finisher:
         pools = _Pools(reader, finisher)
-        finishing: list[Future[int]] = []
-        for start in range(0, len(todo), group):
+        finishing: list[Future[_Finished]] = []
+        for number, start in enumerate(range(0, len(todo), group), 1):
             # the previous group's databases are finished while this group is read, merged and written; no
             # more than one group's records wait in memory for their removal
             ahead = _merge_group(couch, settings, todo[start : start + group], report, date, refs, pools)
-            report.removed += sum(f.result() for f in finishing)
+            _finished(report, finishing, known)
             finishing = ahead
-        report.removed += sum(f.result() for f in finishing)
+            if number % POSITIONS_EVERY == 0:
+                _save_positions(couch, settings, known)
+        _finished(report, finishing, known)
+    if todo:
+        _save_positions(couch, settings, known)
     report.ms = round((time.perf_counter() - started) * 1000, 1)
     _record(couch, settings, report)
     log_event(log, "pass", users=report.users, databases=report.databases, records=report.records,

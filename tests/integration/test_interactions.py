@@ -239,6 +239,33 @@ def test_a_record_updated_on_the_device_and_synced_again_arrives_updated(
     assert _daily(couch, s)[daily_doc_id("greg", "phone", DAY)]["summary"]["events"] == 30
 
 
+def test_the_interval_pass_reads_only_the_meta_databases_changed_since_the_last_pass(
+    couch: Couch, tracked: Settings
+) -> None:
+    """The positions the last pass kept (one ``_local`` document for every database) let the interval pass skip
+    the meta databases with nothing new, and read the one a device wrote to since."""
+    s = tracked
+    users = ["greg", "nora", "chw0", "chw1"]
+    for user in users[2:]:
+        provision.add_user(couch, s, user, f"{user}-pw", ["chw"])
+    _permit(couch, s, ["chw", "supervisor"])
+    for n, user in enumerate(users):
+        couch.put(s.dbs.user_meta(user), _record(user, "phone", _events(T0 + n * 10_000, 3)))
+    first = job.run_pass(couch, s, group=2)
+    assert first.records == len(users) and first.skipped_unchanged == 0
+    assert set(job.positions(couch, s)) >= {s.dbs.user_meta(u) for u in users}
+
+    idle = job.run_pass(couch, s, full=False)
+    assert idle.skipped_unchanged == idle.databases >= len(users) and idle.records == 0
+
+    couch.put(s.dbs.user_meta("nora"), _record("nora", "tablet", _events(T0 + 50_000, 4)))
+    later = job.run_pass(couch, s, full=False)
+    assert later.records == 1 and later.skipped_unchanged == later.databases - 1
+    assert _left(couch, s, "nora") == []
+    assert {d["metadata"]["deviceId"] for d in _daily(couch, s).values() if d["metadata"]["user"] == "nora"} == {
+        "phone", "tablet"}
+
+
 def test_groups_of_users_are_merged_while_the_previous_group_is_finished(couch: Couch, tracked: Settings) -> None:
     """Groups of 2 meta databases: each group read (several at once), merged and written while the previous
     group's records are removed and its checkpoints moved. Every user's records end merged once, none is
@@ -255,10 +282,10 @@ def test_groups_of_users_are_merged_while_the_previous_group_is_finished(couch: 
     daily = _daily(couch, s)
     assert {d["metadata"]["user"]: d["summary"]["events"] for d in daily.values()} == {
         user: 3 + n for n, user in enumerate(users)}
+    positions = job.positions(couch, s)
     for user in users:
         assert _left(couch, s, user) == []
-        checkpoint = couch.get_local(s.dbs.users_meta, f"{job.CHECKPOINT}@{s.dbs.user_meta(user)}")
-        assert checkpoint is not None and checkpoint["permitted"] is True
+        assert positions[s.dbs.user_meta(user)]["permitted"] is True
     # (a cluster writes one position differently from one read to the next: positions are not compared here)
     again = job.run_pass(couch, s)
     assert again.documents_written == 0 and again.records == 0 and again.removed == 0
