@@ -25,7 +25,7 @@ import logging
 import threading
 import time
 import zlib
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -36,11 +36,6 @@ from workers.errors import ServerError, ServerUnreachable
 from workers.logs import log_event
 
 log = logging.getLogger("fieldsync.follower")
-
-
-# how long a feed page waits for the answers of this process's writes still in flight (OwnWrites.wait_for): a
-# write of 500 documents takes seconds on a loaded cluster; past this, the change is judged as someone else's
-IN_FLIGHT_WAIT_S = 30.0
 
 
 class OwnWrites:
@@ -55,30 +50,6 @@ class OwnWrites:
         self._seen: set[int] = set()
         self._order: deque[int] = deque()
         self._lock = threading.Lock()  # a parallel worker's batches add from several threads
-        self._ended = threading.Condition(self._lock)
-        self._in_flight: Counter[str] = Counter()  # ids of writes sent from other threads, not yet answered
-
-    def begin(self, ids: Iterable[str]) -> None:
-        """A write of ``ids`` is about to be sent from another thread than the follower's (an activation's
-        writer): until :meth:`end`, the feed may list these documents before their revisions are known here."""
-        with self._lock:
-            self._in_flight.update(ids)
-
-    def end(self, ids: Iterable[str], results: Iterable[dict[str, Any]] = ()) -> None:
-        """The write of ``ids`` has its answer (``results``: its ``_bulk_docs`` rows; none when it failed)."""
-        self.add_results(results)
-        with self._lock:
-            self._in_flight.subtract(ids)
-            self._in_flight += Counter()  # drops the ids no longer in flight
-            self._ended.notify_all()
-
-    def wait_for(self, ids: Iterable[str], timeout: float) -> bool:
-        """Until no write of ``ids`` is in flight (at most ``timeout`` seconds): a feed page that lists a
-        document whose write has yet to be answered is judged once the answer says whether it is our own.
-        False on timeout."""
-        wanted = set(ids)
-        with self._lock:
-            return self._ended.wait_for(lambda: not any(i in self._in_flight for i in wanted), timeout)
 
     def add(self, doc_id: str, rev: str) -> None:
         key = _digest(doc_id, rev)
@@ -342,7 +313,7 @@ class Follower:
         if not page.results:
             return Step(0, 0, 0, True, (time.perf_counter() - started) * 1000)
         self.handler.page_read(self.db, since, page.results, page.last_seq)
-        relevant = self._relevant_of(page.results)
+        relevant = [c for c in page.results if self._relevant(c)]
         writes, parked, error = 0, 0, None
         if relevant:
             writes, parked, error = self._apply(relevant)
@@ -354,14 +325,6 @@ class Follower:
         )
         caught_up = len(page.results) < self.batch_size
         return Step(len(page.results), writes, parked, caught_up, ms)
-
-    def _relevant_of(self, changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The changes to act on. A change whose write by this process is still waiting for its answer in
-        another thread (an activation's writer: the server may show a write in its feed before the writer has
-        read the answer) is judged once that answer is in, so that our own write is not taken for someone
-        else's (an activation's task evaluated again by the feed rule, with another time)."""
-        self.handler.own_writes.wait_for((str(c.get("id")) for c in changes), IN_FLIGHT_WAIT_S)
-        return [c for c in changes if self._relevant(c)]
 
     def _relevant(self, change: dict[str, Any]) -> bool:
         doc_id = str(change.get("id", ""))
@@ -424,7 +387,7 @@ class Follower:
                       error="nested too deeply to be read", audit_id=record["_id"])
             self._save_checkpoint(bare.last_seq, 1, 0, 1, f"{change.get('id')}: nested too deeply to be read")
             return Step(1, 0, 1, False, (time.perf_counter() - started) * 1000)
-        relevant = self._relevant_of(page.results)
+        relevant = [c for c in page.results if self._relevant(c)]
         writes, parked, error = self._apply(relevant) if relevant else (0, 0, None)
         self._save_checkpoint(page.last_seq, len(page.results), writes, parked, error)
         return Step(len(page.results), writes, parked, False, (time.perf_counter() - started) * 1000)

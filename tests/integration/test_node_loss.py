@@ -18,7 +18,7 @@ import pytest
 from areaworld import NORTH, assign, register_structure, structure, user_url, world  # noqa: F401
 from clusternodes import Cluster, cluster, events  # noqa: F401
 from test_interactions import T0, _daily, _events, _left, _record, tracked  # noqa: F401
-from test_kill import _activate, _log, _same_bodies, _seed, _task_ids, _wait_for, _worker
+from test_kill import _activate, _as_uninterrupted, _log, _seed, _task_ids, _wait_for, _worker
 
 from bench.common import count_conflicted
 from demo.devices import Device
@@ -112,7 +112,7 @@ def test_node_lost_during_an_activation_of_5000_structures(
                         activation.evaluation_time(couch.get_local(s.dbs.main, name) or {}))
     assert len(ids) == len(set(ids)) == len(expected.tasks)
     assert set(ids) == {t["_id"] for t in expected.tasks}
-    _same_bodies(couch, s.dbs.main, expected.tasks)
+    _as_uninterrupted(couch, s.dbs.main, expected.tasks, text)
     _no_conflicts(couch, s.dbs.main)
 
 

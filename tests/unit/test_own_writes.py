@@ -49,28 +49,3 @@ def test_threads_adding_at_once_lose_nothing() -> None:
         t.join()
     assert len(own) == 8_000
     assert all((f"doc-{b}-{n}", "1-r") in own for b in range(4) for n in range(0, 2_000, 97))
-
-
-def test_a_write_in_flight_is_waited_for_then_known_as_our_own() -> None:
-    """An activation's writer thread sends a write; the follower's page lists the documents before the answer
-    is read: it waits for the answer, then knows the revisions as its own."""
-    own = OwnWrites()
-    own.begin(["t-1", "t-2"])
-    assert not own.wait_for(["t-2", "other"], timeout=0.05)  # still in flight
-    assert own.wait_for(["other"], timeout=0)  # not ours: nothing to wait for
-    answer = threading.Timer(0.2, lambda: own.end(["t-1", "t-2"], [{"id": "t-1", "rev": "1-a"},
-                                                                   {"id": "t-2", "error": "conflict"}]))
-    answer.start()
-    assert own.wait_for(["t-1"], timeout=5)
-    answer.join()
-    assert ("t-1", "1-a") in own and len(own) == 1
-
-
-def test_the_same_ids_in_two_writes_stay_in_flight_until_both_end() -> None:
-    own = OwnWrites()
-    own.begin(["t-1"])
-    own.begin(["t-1"])
-    own.end(["t-1"])  # a write that failed: no answer rows
-    assert not own.wait_for(["t-1"], timeout=0)
-    own.end(["t-1"], [{"id": "t-1", "rev": "1-a"}])
-    assert own.wait_for(["t-1"], timeout=0) and ("t-1", "1-a") in own

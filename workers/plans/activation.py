@@ -219,16 +219,9 @@ class Activation:
         couch: Couch | None = getattr(self._writers, "couch", None)
         if couch is None:
             couch = self._writers.couch = self.couch.clone()
-        ids = [str(d["_id"]) for d in docs]
-        # known as our own before this worker's follower (in the main thread) judges them: a feed page that
-        # lists them while the answer is on its way waits for it (OwnWrites.wait_for)
-        self.own.begin(ids)
-        ok_rows: list[dict[str, Any]] = []
-        try:
-            result = couch.save_many(self.db, docs, chunk=chunk)
-            ok_rows = result.ok
-        finally:
-            self.own.end(ids, ok_rows)
+        result = couch.save_many(self.db, docs, chunk=chunk)
+        # known as our own before the feed can show them to this worker's follower (in the main thread)
+        self.own.add_results(result.ok)
         ok = {r["id"] for r in result.ok}
         self.model.remember([d for d in docs if d["_id"] in ok and d.get("_rev")])
         return result
