@@ -51,6 +51,7 @@ PERMISSION = "can_track_task_interactions"
 CHECKPOINT = "fieldsync-summarizer"
 POSITIONS = "fieldsync-summarizer-positions"  # each meta database's update sequence after the pass finished it
 POSITIONS_EVERY = 20  # groups between two writes of the positions
+READ_PAGE = 5000  # changes per page of a meta database's read (a day's records of a device are a few documents)
 PREFIX = "interaction-"
 # meta databases merged together: one read and one write of the users-meta database per group and day
 GROUP = 50
@@ -80,26 +81,41 @@ def app_settings(couch: Couch, settings: Settings) -> AppSettings:
     return AppSettings.model_validate(doc) if doc else AppSettings()
 
 
-def _read(couch: Couch, db: str, date: str | None) -> tuple[list[Doc], list[Doc]]:
-    """(every living leaf revision of every interaction record, conflicting revisions included; every other
-    document, a stray), in one read of the database (and one ``_bulk_get`` of conflicting revisions, if any)."""
-    rows = couch.all_docs(db, include_docs=True, conflicts=True)
+@dataclass
+class _Read:
+    """One meta database as one read of it found it."""
+
+    leaves: list[Doc]  # every living leaf revision of every interaction record, conflicting revisions included
+    strays: list[Doc]  # every other document
+    position: Any  # the feed's position after the read: the database's position once what was read is purged
+
+
+def _read(couch: Couch, db: str, date: str | None) -> _Read:
+    """One read of the database: its feed from the start with the documents and their conflicts (and one
+    ``_bulk_get`` of conflicting revisions, if any). The feed rather than ``_all_docs``: the same documents at
+    the same cost (the benchmark's raw read is this very request), and the position after them comes along."""
     docs: list[Doc] = []
     strays: list[Doc] = []
     refs: list[tuple[str, str]] = []
-    for row in rows:
-        doc = row.get("doc")
-        if not doc or str(doc.get("_id", "")).startswith("_design/"):
-            continue
-        if not str(doc["_id"]).startswith(PREFIX):
-            strays.append(doc)
-            continue
-        if date is not None and (doc.get("metadata") or {}).get("date") != date:
-            continue
-        docs.append(doc)
-        refs.extend((doc["_id"], rev) for rev in doc.get("_conflicts", []))
+    since: Any = 0
+    while True:
+        page = couch.changes(db, since, limit=READ_PAGE, include_docs=True, conflicts=True)
+        for change in page.results:
+            doc = change.get("doc")
+            if not doc or doc.get("_deleted") or str(doc.get("_id", "")).startswith("_design/"):
+                continue
+            if not str(doc["_id"]).startswith(PREFIX):
+                strays.append(doc)
+                continue
+            if date is not None and (doc.get("metadata") or {}).get("date") != date:
+                continue
+            docs.append(doc)
+            refs.extend((doc["_id"], rev) for rev in doc.get("_conflicts", []))
+        since = page.last_seq
+        if len(page.results) < READ_PAGE:
+            break
     docs.extend(d for d in couch.bulk_get(db, refs) if not d.get("_deleted"))
-    return docs, strays
+    return _Read(docs, strays, since)
 
 
 def _park(couch: Couch, settings: Settings, db: str, bad: list[tuple[Any, Exception]]) -> int:
@@ -231,11 +247,12 @@ class _Prepared:
 
 def _prepare(couch: Couch, settings: Settings, db: str, user: str, permitted: bool, report: PassReport,
              date: str | None, refs: frozenset[str],
-             read: Future[tuple[list[Doc], list[Doc]]] | None = None) -> _Prepared | None:
+             read: Future[_Read] | None = None) -> _Prepared | None:
     """Read one meta database (or take ``read``, its read under way): strays and invalid records parked (and
     strays removed), a user without the permission has their records removed; the valid records by day, or
     None when there is nothing to merge."""
-    leaves, strays = read.result() if read is not None else _read(couch, db, date)
+    found = read.result() if read is not None else _read(couch, db, date)
+    leaves, strays = found.leaves, found.strays
     if strays:
         report.parked += _park(couch, settings, db, [
             (doc, ValueError(f"{doc.get('_id')}: _id: a meta database holds interaction records only"))
@@ -270,7 +287,7 @@ def _prepare(couch: Couch, settings: Settings, db: str, user: str, permitted: bo
 
 def _prepare_isolated(couch: Couch, settings: Settings, db: str, user: str, permitted: bool, report: PassReport,
                       date: str | None, refs: frozenset[str],
-                      read: Future[tuple[list[Doc], list[Doc]]] | None = None) -> tuple[bool, _Prepared | None]:
+                      read: Future[_Read] | None = None) -> tuple[bool, _Prepared | None]:
     """:func:`_prepare`, with one user's database that cannot be read never stopping the others: (read, what
     to merge)."""
     try:
@@ -329,7 +346,14 @@ def _merge_group(couch: Couch, settings: Settings, group: list[tuple[str, str, b
     # (its records removed, then its checkpoint), several at once: these are requests to different databases,
     # a purge being a committed write of its own
     jobs = [(p.db, p.permitted, p.leaves) for p in prepared] + [(db, permitted, []) for db, permitted in done]
-    return [pools.finish.submit(_finish, couch, settings, *job) for job in jobs]
+    return [pools.finish.submit(_finish, couch, settings, db, permitted, leaves, _position(reads[db]))
+            for db, permitted, leaves in jobs]
+
+
+def _position(read: Future[_Read]) -> Any:
+    """The feed's position after a database's read; None when that read failed (its database was read again
+    another way)."""
+    return read.result().position if read.done() and read.exception() is None else None
 
 
 def _finished(report: PassReport, futures: list[Future[_Finished]], known: dict[str, Doc]) -> None:
@@ -354,10 +378,14 @@ class _Finished:
     position: Doc  # {"seq": the database's update sequence once its records are removed, "permitted"}
 
 
-def _finish(couch: Couch, settings: Settings, db: str, permitted: bool, leaves: list[Doc]) -> _Finished:
-    """Remove a merged database's records, then read its position (kept by :func:`run_pass`)."""
+def _finish(couch: Couch, settings: Settings, db: str, permitted: bool, leaves: list[Doc],
+            read_at: Any = None) -> _Finished:
+    """Remove a merged database's records; its position (kept by :func:`run_pass`) is where its read ended
+    (``read_at``): a purge adds nothing to the feed after it. A server without ``_purge`` deletes instead, and
+    each deletion is a change: the position is then read after them."""
     removed = couch.purge_or_delete(db, leaves) if leaves else 0
-    return _Finished(db, removed, {"seq": couch.update_seq(db), "permitted": permitted})
+    seq = read_at if read_at is not None and couch.supports("purge") else couch.update_seq(db)
+    return _Finished(db, removed, {"seq": seq, "permitted": permitted})
 
 
 def positions(couch: Couch, settings: Settings) -> dict[str, Doc]:
