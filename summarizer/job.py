@@ -3,7 +3,7 @@
 For each per-user meta database (``fieldsync-user-<name>-meta``):
 
 1. read every ``interaction-`` record with all its leaf revisions (conflicting revisions are inputs too), in one
-   read of the database;
+   read of the database's feed;
 2. a user whose roles lack ``can_track_task_interactions`` (``settings.permissions``): the records are
    removed, not merged, and counted;
 3. records that break the contract are parked in the audit database with the reason, then removed;
