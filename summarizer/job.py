@@ -18,8 +18,9 @@ runs for each database of the group, ``FINISH_THREADS`` databases at a time (eac
 checkpoint moved), while the next group is read, merged and written.
 
 A kill between 4 and 5 leaves records that the next pass merges again into identical documents: no double
-counting, no loss. The update sequence of each meta database after its records are removed lets the interval
-pass skip the databases with nothing new (the nightly pass visits them all). These positions are kept together
+counting, no loss. The position of each meta database once its records are removed (where its read ended: a
+purge adds nothing to the feed) lets the interval pass skip the databases with nothing new (the nightly pass
+visits them all). These positions are kept together
 in one ``_local`` document of the users-meta database (``POSITIONS``), read once per pass and written every
 ``POSITIONS_EVERY`` groups and at the end: one write per thousand users rather than a read and a write per user
 (a kill loses at most the positions since the last write, and the next interval pass reads those databases
@@ -49,7 +50,7 @@ log = logging.getLogger("fieldsync.summarizer")
 
 PERMISSION = "can_track_task_interactions"
 CHECKPOINT = "fieldsync-summarizer"
-POSITIONS = "fieldsync-summarizer-positions"  # each meta database's update sequence after the pass finished it
+POSITIONS = "fieldsync-summarizer-positions"  # each meta database's position once the pass finished it
 POSITIONS_EVERY = 20  # groups between two writes of the positions
 READ_PAGE = 5000  # changes per page of a meta database's read (a day's records of a device are a few documents)
 PREFIX = "interaction-"
