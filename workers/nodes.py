@@ -14,12 +14,22 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 # how long a read may lag the changes feed on a cluster: the feed lists a write one copy of its shard holds
 # while the two copies that answer the quorum read have yet to take it (ReadModel._read, resolver.read_leaves)
 STALE_READ_WAIT_S = 3.0
+
+
+def stale_read_pauses(limit: float = STALE_READ_WAIT_S) -> Iterator[float]:
+    """The pauses before each new read of what lags the feed: from 50 ms, doubling up to 500 ms, ``limit``
+    seconds in all (ReadModel._read, resolver.read_leaves)."""
+    waited, pause = 0.0, 0.05
+    while waited < limit:
+        yield pause
+        waited += pause
+        pause = min(pause * 2, 0.5)
 
 
 @dataclass(frozen=True)

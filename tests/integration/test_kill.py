@@ -71,9 +71,13 @@ def _as_uninterrupted(couch: Couch, db: str, expected: list[dict[str, Any]], *lo
     activation's tasks before their writer has the answer, and evaluates them): the ``tasks`` of the
     ``evaluated`` events of the worker ``logs``."""
     stored = couch.get_many(db, sorted(t["_id"] for t in expected))
-    differing = {t["_id"]: {k: (v, t.get(k)) for k, v in (stored.get(t["_id"]) or {}).items()
-                            if k != "_rev" and v != t.get(k)}
-                 for t in expected if {k: v for k, v in (stored.get(t["_id"]) or {}).items() if k != "_rev"} != t}
+    differing: dict[str, dict[str, tuple[Any, Any]]] = {}
+    for task in expected:
+        doc = stored.get(task["_id"]) or {}
+        diff = {k: (doc.get(k), task.get(k)) for k in (doc.keys() | task.keys()) - {"_rev"}
+                if k not in doc or k not in task or doc[k] != task[k]}
+        if diff:
+            differing[task["_id"]] = diff
     by_feed_rule = sum(int(str(e.get("tasks", 0))) for log in logs for e in events(log, "evaluated"))
     assert len(differing) <= by_feed_rule, (
         f"{len(differing)} of {len(expected)} tasks differ from an uninterrupted run's, {by_feed_rule} written by "

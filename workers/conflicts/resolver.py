@@ -29,7 +29,7 @@ from workers.couch import Couch, Doc
 from workers.errors import Conflict, FieldsyncError, NotFound
 from workers.follower import Worker
 from workers.logs import log_event
-from workers.nodes import STALE_READ_WAIT_S
+from workers.nodes import STALE_READ_WAIT_S, stale_read_pauses
 from workers.parallel import CouchPool
 from workers.settings import Settings
 
@@ -105,11 +105,12 @@ def read_leaves(couch: Couch, db: str, refs: list[tuple[str, str]], first: list[
     little later, for ``wait_s`` at most; one still missing after that (purged meanwhile) is logged."""
     leaves = list(first) if first is not None else couch.bulk_get(db, refs)
     missing = set(refs) - {(str(leaf["_id"]), str(leaf["_rev"])) for leaf in leaves}
-    waited, pause = 0.0, 0.05
-    while missing and waited < wait_s:
+    waited = 0.0
+    for pause in stale_read_pauses(wait_s):
+        if not missing:
+            break
         time.sleep(pause)
         waited += pause
-        pause = min(pause * 2, 0.5)
         found = couch.bulk_get(db, sorted(missing))
         leaves.extend(found)
         missing -= {(str(leaf["_id"]), str(leaf["_rev"])) for leaf in found}

@@ -26,7 +26,7 @@ from typing import Any
 from workers.couch import Couch, Doc
 from workers.errors import ServerError
 from workers.logs import log_event
-from workers.nodes import STALE_READ_WAIT_S
+from workers.nodes import stale_read_pauses
 from workers.readmodel.store import CorruptIndex, Store, generation
 
 log = logging.getLogger("fieldsync.readmodel")
@@ -244,11 +244,12 @@ class ReadModel:
         read says "missing", or gives an earlier revision than the feed's (or than the index holds from the
         worker's own ``_bulk_docs`` answer). Taken as it is, that would drop the document from the index (or
         roll it back) while the position moved past its change, and no later page would bring it back. Such a
-        read is made again, a little later, for ``STALE_READ_WAIT_S`` at most; a document still missing after that
+        read is made again, a little later, for ``nodes.STALE_READ_WAIT_S`` at most; a document still missing after that
         is taken as gone (a purge between the feed and the read)."""
         found: dict[str, Doc] = {}
         earlier: dict[str, Doc] = {}
-        waited, pause = 0.0, 0.05
+        pauses = stale_read_pauses()
+        waited = 0.0
         while True:
             ids = list(wanted)
             rows = [row for start in range(0, len(ids), 1000)
@@ -258,14 +259,14 @@ class ReadModel:
             earlier.update(read.earlier)
             if not read.stale:
                 return list(found.values())
-            if waited >= STALE_READ_WAIT_S:
+            pause = next(pauses, None)
+            if pause is None:
                 log_event(log, "read model: changes not readable", logging.WARNING, db=self.db,
                           ids=sorted(read.stale)[:10], count=len(read.stale), waited_s=round(waited, 2))
                 found.update({i: earlier.get(i) or {"_id": i, "_deleted": True} for i in read.stale})
                 return list(found.values())
             time.sleep(pause)
             waited += pause
-            pause = min(pause * 2, 0.5)
             wanted = read.stale
 
     def remember(self, docs: Iterable[Doc]) -> None:
