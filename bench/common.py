@@ -19,8 +19,9 @@ import secrets
 import socket
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -250,6 +251,35 @@ def run_workers(couch: Couch, settings: Settings, names: list[str]) -> tuple[flo
     started = time.perf_counter()
     stats = runner.run(until_idle=True)
     return time.perf_counter() - started, stats
+
+
+def run_workers_awake(couch: Couch, settings: Settings, names: list[str], done: Callable[[], bool], *,
+                      poll_s: float = 0.1) -> tuple[float, RunStats]:
+    """The named workers as ``fieldsync work`` runs them (``Runner.run(stop)``: each feed read by a thread of its
+    own, chores in theirs) until ``done()`` (asked every ``poll_s``); (seconds, stats)."""
+    built = build(names, couch, settings)
+    runner = Runner(couch, settings, built.handlers, chores=built.chores)
+    stop = threading.Event()
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            runner.run(stop)
+        except BaseException as exc:  # reported below
+            failure.append(exc)
+            stop.set()
+
+    started = time.perf_counter()
+    thread = threading.Thread(target=run, name="bench-runner", daemon=True)
+    thread.start()
+    while not stop.is_set() and not done():
+        stop.wait(poll_s)
+    seconds = time.perf_counter() - started
+    stop.set()
+    thread.join()
+    if failure:
+        raise failure[0]
+    return seconds, runner.stats
 
 
 def raw_bulk_docs(couch: Couch, db: str, docs: list[Doc], chunk: int = CHUNK) -> float:

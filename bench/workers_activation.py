@@ -3,7 +3,10 @@
 Generates operational areas of ~500 structures (``demo.synthetic``: a family per residential structure and
 its members; with ``--plan irs`` the structures only, as Dynamic-IRS needs), loads them, lets the plan worker
 digest the synced data (``Runner.run(until_idle=True)``: its read model is built), then sets the
-plan active and times the worker's activation (``Runner.run(until_idle=True)`` again). In the same run, the
+plan active and times the worker's activation as ``fieldsync work`` runs it (``Runner.run(stop)``: the
+feed read by a thread of its own, the activation in its chore thread) until its progress says done; with
+``--rounds``, in rounds until idle instead (``Runner.run(until_idle=True)``, as the tests and the demo run it:
+one thread reads the feed and evaluates in turn). In the same run, the
 tasks the activation produced are copied (``_rev`` stripped) and written raw, with ``_bulk_docs`` of 500, into a
 fresh database: the server's own rate for the same documents. Prints tasks/s of both and the ratio (worker /
 raw; the issue's target is >= 0.5), then the read model's size on disk and the time to rebuild it (a new
@@ -17,6 +20,7 @@ own server), and prints each process's peak RSS and tracemalloc peak during the 
 be flat, not proportional to the structures.
 
     .venv/bin/python bench/workers_activation.py [--structures 20000] [--per-area 500] [--plan fi|irs] [--repeat N]
+                                                 [--rounds]
     .venv/bin/python bench/workers_activation.py --memory [--sizes 10000,50000] [--no-tracemalloc]
 """
 
@@ -48,6 +52,7 @@ from bench.common import (
     rate,
     raw_bulk_docs,
     run_workers,
+    run_workers_awake,
     server_args,
     settle_background,
     strip_rev,
@@ -87,17 +92,32 @@ def new_plan(couch: Couch, settings: Settings, kind: str, n: int) -> Doc:
 
 
 def activation_pass(couch: Couch, settings: Settings, kind: str, n: int, *, raw: bool,
-                    trace: bool) -> dict[str, Any]:
-    """One plan created, digested, activated and timed; then (``raw``) its tasks written raw."""
+                    trace: bool, awake: bool = True) -> dict[str, Any]:
+    """One plan created, digested, activated and timed; then (``raw``) its tasks written raw. ``awake``: the
+    worker runs as ``fieldsync work`` runs it (feeds read by threads of their own, the activation in its chore
+    thread), timed until its progress says done; else in rounds until idle (``--until-idle``, the tests)."""
     plan = new_plan(couch, settings, kind, n)
     run_workers(couch, settings, ["plans"])
-    activate(couch, settings, str(plan["_id"]))
     out: dict[str, Any] = {}
+    # the activation starts on a settled server, as the raw passes do: the main database's views indexing the
+    # load (or the last raw pass) would otherwise compete with its writes (session 10)
+    out["settle_before_s"] = settle_background(couch, views_of=settings.dbs.main)
+    _progress(f"the server's background work before the activation ended {out['settle_before_s']:.1f} s later")
+    activate(couch, settings, str(plan["_id"]))
     if trace:
         tracemalloc.start()
     cpu = time.process_time()
     _progress(f"activation {n + 1} starting")
-    out["activation_s"], stats = run_workers(couch, settings, ["plans"])
+    if awake:
+        name = activation.progress_name(str(plan["_id"]))
+
+        def finished() -> bool:
+            return (couch.get_local(settings.dbs.main, name) or {}).get("state") in (activation.DONE,
+                                                                                     activation.FAILED)
+
+        out["activation_s"], stats = run_workers_awake(couch, settings, ["plans"], finished)
+    else:
+        out["activation_s"], stats = run_workers(couch, settings, ["plans"])
     out["cpu_s"] = time.process_time() - cpu  # the worker's own CPU (every thread): what it leaves the server
     out["rss_after_activation_mib"] = maxrss_mib()  # before the raw pass
     _progress(f"activation {n + 1}: {out['activation_s']:.1f} s, peak RSS {out['rss_after_activation_mib']:.1f} MiB")
@@ -171,8 +191,8 @@ def rebuild(couch: Couch, settings: Settings, data_dir: Path) -> dict[str, Any]:
 
 
 def measure(structures: int, per_area: int, *, raw: bool, trace: bool, kind: str = "fi",
-            repeat: int = 1) -> dict[str, Any]:
-    out: dict[str, Any] = {"plan": PLANS[kind]}
+            repeat: int = 1, awake: bool = True) -> dict[str, Any]:
+    out: dict[str, Any] = {"plan": PLANS[kind], "mode": "awake" if awake else "rounds"}
     with bench_server() as server:
         couch, settings = server.couch, server.settings
         started = time.perf_counter()
@@ -184,7 +204,8 @@ def measure(structures: int, per_area: int, *, raw: bool, trace: bool, kind: str
         out["rss_before_activation_mib"] = maxrss_mib()
         _progress(f"digested {stats.changes:,} changes in {out['digest_s']:.1f} s; "
                   f"RSS {out['rss_before_activation_mib']:.1f} MiB")
-        out["passes"] = [activation_pass(couch, settings, kind, n, raw=raw, trace=trace) for n in range(repeat)]
+        out["passes"] = [activation_pass(couch, settings, kind, n, raw=raw, trace=trace, awake=awake)
+                        for n in range(repeat)]
         out.update(out["passes"][0])  # the peak RSS of the first activation: later ones follow a raw pass
         if raw:
             out.update(rebuild(couch, settings, server.data_dir))
@@ -194,7 +215,8 @@ def measure(structures: int, per_area: int, *, raw: bool, trace: bool, kind: str
 
 def report(m: dict[str, Any]) -> None:
     print(f"{m['plan']} activation by the plan worker: {m['structures']:,} structures in {m['areas']} areas "
-          f"({m['documents']:,} documents, {m['entities']:,} entities walked)")
+          f"({m['documents']:,} documents, {m['entities']:,} entities walked); the worker run "
+          + ("awake, as `fieldsync work` runs it" if m["mode"] == "awake" else "in rounds until idle (--rounds)"))
     print(f"  load             {m['load_s']:8.1f} s")
     print(f"  digest (draft)   {m['digest_s']:8.1f} s  {m['digest_changes']:,} changes "
           f"({rate(m['digest_changes'], m['digest_s']):,.0f} changes/s; the read model built from the feed)")
@@ -212,7 +234,8 @@ def report(m: dict[str, Any]) -> None:
                   f"chunks of {CHUNK})  {raw:8,.0f} tasks/s")
             print(f"  ratio            {ratios[-1]:8.2f}  (worker tasks/s / raw _bulk_docs tasks/s; target >= 0.5)")
             print(f"  settled          {p.get('settle_s', 0.0):8.1f} s  (the server's indexing and compaction "
-                  "after the activation, waited out before the raw passes)")
+                  f"after the activation, waited out before the raw passes; before it: "
+                  f"{p.get('settle_before_s', 0.0):.1f} s)")
         if "raw_views_s" in p:
             with_views = rate(p["raw_views_tasks"], p["raw_views_s"])
             print(f"  raw, with views  {p['raw_views_s']:8.1f} s  the same into a fresh db holding the main database's "
@@ -269,6 +292,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="fi: Dynamic-FI over structures, families and members (default); irs: Dynamic-IRS "
                         "over structures only")
     parser.add_argument("--repeat", type=int, default=1, help="activations (each with its raw pass) on the same data")
+    parser.add_argument("--rounds", action="store_true",
+                        help="time the activation in rounds until idle (--until-idle, the tests' way), not awake as "
+                        "`fieldsync work` runs it")
     parser.add_argument("--memory", action="store_true", help="peak memory at --sizes, one subprocess each")
     parser.add_argument("--sizes", default="10000,50000")
     parser.add_argument("--no-tracemalloc", action="store_true", help="--memory: RSS only (faster)")
@@ -284,7 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         print(json.dumps(measure(args.structures, args.per_area, raw=False, trace=args.trace, kind=args.plan)))
         return 0
-    report(measure(args.structures, args.per_area, raw=True, trace=False, kind=args.plan, repeat=args.repeat))
+    report(measure(args.structures, args.per_area, raw=True, trace=False, kind=args.plan, repeat=args.repeat,
+                   awake=not args.rounds))
     return 0
 
 

@@ -50,6 +50,38 @@ class OwnWrites:
         self._seen: set[int] = set()
         self._order: deque[int] = deque()
         self._lock = threading.Lock()  # a parallel worker's batches add from several threads
+        self._expected: dict[str, Doc] = {}  # id -> content of a write sent whose answer is not in yet
+
+    # ------------------------------------------------------------------ writes in flight
+
+    def expect(self, docs: Iterable[Doc]) -> None:
+        """Bodies about to be sent (before their ``_bulk_docs``): the feed can list such a write before its
+        answer is in, when its revision is not known yet; :meth:`claim` then recognises it by its content."""
+        contents = {str(doc["_id"]): content(doc) for doc in docs}
+        with self._lock:
+            self._expected.update(contents)
+
+    def settle(self, ids: Iterable[str]) -> None:
+        """The answers of those writes are in (their revisions added, or refused): no longer expected."""
+        with self._lock:
+            for doc_id in ids:
+                self._expected.pop(doc_id, None)
+
+    def expecting(self, doc_id: str) -> bool:
+        return doc_id in self._expected
+
+    def claim(self, doc: Doc) -> bool:
+        """True when ``doc`` (a revision read from the server) holds exactly the content of a write of this
+        process still in flight: its revision is then taken as this process's own. Whoever wrote it, an
+        identical body is nothing new to react to; any other content (a device's edit made meanwhile) is not
+        claimed and is handled as everyone else's changes are."""
+        doc_id, rev = str(doc.get("_id", "")), doc.get("_rev")
+        with self._lock:
+            expected = self._expected.get(doc_id)
+        if expected is None or not rev or doc.get("_deleted") or content(doc) != expected:
+            return False
+        self.add(doc_id, str(rev))
+        return True
 
     def add(self, doc_id: str, rev: str) -> None:
         key = _digest(doc_id, rev)
@@ -73,6 +105,11 @@ class OwnWrites:
 
     def __len__(self) -> int:
         return len(self._order)
+
+
+def content(doc: Doc) -> Doc:
+    """What a body says, without the server's bookkeeping (``_rev``, ``_revisions``, ``_conflicts``...)."""
+    return {k: v for k, v in doc.items() if not k.startswith("_") or k == "_id"}
 
 
 def _digest(doc_id: str, rev: str) -> int:

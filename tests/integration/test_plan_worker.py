@@ -315,3 +315,78 @@ def test_a_raced_update_is_evaluated_again_over_fresh_reads(
     assert done["note"] == "checked by the supervisor"
     parked = couch.view(s.dbs.audit, "audit", "by_kind", reduce=False, startkey=["parked"], endkey=["parked", {}])
     assert parked == []
+
+
+def test_an_activation_task_the_feed_lists_before_its_answer_is_known_as_the_workers_own(
+    couch: Couch, initialised: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Awake, the feed can list an activation's tasks before its writer has the ``_bulk_docs`` answer, so before
+    their revisions are known as the worker's own. The follower tells them by their content (as the index has
+    just read them): the feed rule never evaluates them as if someone else had written them, and no batch of
+    them passes for people's changes (which would slow the activation down). A device's edit of such a task
+    (other content) is handed to the feed rule as ever. The activation then ends with the pure evaluator's
+    tasks."""
+    s = initialised
+    docs = list(operational_areas("claim", AreaSize(areas=2, structures_per_area=10)))
+    couch.save_many(s.dbs.main, [dict(d) for d in docs])
+    draft = {**_fi_plan(uid("claim", "district")), "status": "draft"}
+    couch.put(s.dbs.main, draft)
+    _run(couch, s)  # the areas and the draft digested: nothing to do from here but the activation
+    plan = {**draft, "status": "active"}
+    couch.put(s.dbs.main, plan)
+    built = build(["plans"], couch, s)
+    [worker] = built.handlers
+    assert isinstance(worker, PlanWorker)
+    seen: list[str] = []
+    process = worker.process
+
+    def recording(db: str, changes: list[dict[str, Any]]) -> int:
+        seen.extend(str(c.get("id")) for c in changes)
+        return process(db, changes)
+
+    monkeypatch.setattr(worker, "process", recording)
+    release = threading.Event()
+    answers = threading.Semaphore(0)
+    add_results = worker.own_writes.add_results
+
+    def late_answers(results: Any) -> None:
+        results = list(results)
+        if threading.current_thread().name.startswith("activation-"):
+            answers.release()
+            assert release.wait(120), "never released"
+        add_results(results)
+
+    monkeypatch.setattr(worker.own_writes, "add_results", late_answers)
+    runner = Runner(couch, s, built.handlers, chores=built.chores, discover_every=0, wait_s=1)
+    stop = threading.Event()
+    thread = threading.Thread(target=runner.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        assert answers.acquire(timeout=120), "the activation never wrote"
+        people_at = worker._events_at  # the plan's activation (someone else's change) was the last
+        written = {t["_id"]: t for t in _tasks(couch, s).values()}
+        assert written, "the first write's tasks are not on the server"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not all((i, t["_rev"]) in worker.own_writes for i, t in written.items()):
+            time.sleep(0.05)
+        assert all((i, t["_rev"]) in worker.own_writes for i, t in written.items()), "never known as its own"
+        assert not set(seen) & set(written), "the feed rule evaluated the activation's own tasks"
+        assert set(seen) == {plan["_id"]}
+        assert worker._events_at == people_at, "the activation's own tasks passed for people's changes"
+        edited = next(iter(written.values()))
+        couch.put(s.dbs.main, {**edited, "businessStatus": "Not Eligible", "status": "Completed"})
+        deadline = time.monotonic() + 60
+        while edited["_id"] not in seen and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert edited["_id"] in seen, "a device's edit of a task in flight was taken for the worker's own"
+        release.set()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and (activation.progress_of(couch, s.dbs.main) or [{}])[0].get(
+                "state") != "done":
+            time.sleep(0.2)
+    finally:
+        release.set()
+        stop.set()
+        thread.join(60)
+    expected = activate(plan, InMemoryLookup([*docs, plan]), datetime.now(UTC))
+    assert set(_tasks(couch, s)) == {t["_id"] for t in expected.tasks}

@@ -49,3 +49,21 @@ def test_threads_adding_at_once_lose_nothing() -> None:
         t.join()
     assert len(own) == 8_000
     assert all((f"doc-{b}-{n}", "1-r") in own for b in range(4) for n in range(0, 2_000, 97))
+
+
+def test_a_write_in_flight_is_claimed_by_its_content_only() -> None:
+    """Before a write's answer is in, a revision read from the server is the writer's own only when it holds
+    exactly the content sent (the server's bookkeeping aside); once settled, nothing is claimed any more."""
+    own = OwnWrites()
+    sent = {"_id": "t1", "type": "Task", "status": "Ready", "for": "s1", "executionPeriod": {"start": "2026-11-30"}}
+    own.expect([sent])
+    sent["_rev"] = "1-set-by-the-writer-meanwhile"  # the writer's own dict changes: what was sent is kept
+    assert own.expecting("t1") and not own.expecting("t2")
+    assert not own.claim({**sent, "_rev": "2-b", "status": "Completed"})  # a device's edit: not ours
+    assert ("t1", "2-b") not in own
+    assert not own.claim({**sent, "_rev": "1-c", "_deleted": True})
+    assert not own.claim({k: v for k, v in sent.items() if k != "_rev"})  # no revision to remember
+    assert own.claim({**sent, "_rev": "1-a", "_revisions": {"start": 1, "ids": ["a"]}})
+    assert ("t1", "1-a") in own
+    own.settle(["t1"])
+    assert not own.expecting("t1") and not own.claim({**sent, "_rev": "1-d"})

@@ -91,6 +91,35 @@ def test_a_damaged_file_is_refused_and_can_be_discarded(tmp_path: Path) -> None:
     assert path.stat().st_mode & 0o077 == 0
 
 
+def test_a_file_of_another_schema_version_is_refused(tmp_path: Path) -> None:
+    """Version 1 kept an index of refs by document id; version 2 finds a document's old refs from its old body.
+    A version-1 file is refused (the read model then rebuilds it), never used with the other's assumptions."""
+    path = tmp_path / "rm.sqlite"
+    store = Store(path)
+    store.apply(DOCS, seq=1)
+    store.set_meta({"schema": "1"})
+    store.close()
+    with pytest.raises(CorruptIndex, match="schema 1"):
+        Store(path)
+
+
+def test_every_key_of_a_changed_document_is_dropped(tmp_path: Path) -> None:
+    """A document's old keys are found from its old body: each is dropped when it changes, none is left."""
+    store = Store(tmp_path / "rm.sqlite")
+    store.apply(DOCS)
+    member = {**DOCS[4], "_rev": "2-b", "relationships": {"family": ["f2", "f3"]}}
+    event = {**DOCS[6], "_rev": "2-b", "baseEntityId": "s9", "locationId": "oa2"}
+    store.apply([member, event, {"_id": "p", "_rev": "2-b", "type": "settings"}])
+    assert store.by_key("member", ["f1", "f2", "f3"]) == {"f1": [], "f2": [member], "f3": [member]}
+    assert store.by_key("event-entity", ["s1"])["s1"] == [] and store.by_key("event-location", ["oa"])["oa"] == []
+    assert store.by_key("event-location", ["oa2"])["oa2"] == [event]
+    assert store.keys_of("plan") == [] and store.get("p") is None  # no longer a plan: gone with its keys
+    rows = store._db.execute("SELECT tag, k1, k2, id FROM refs ORDER BY id, tag").fetchall()
+    assert sorted(rows) == sorted((*ref, str(d["_id"])) for d in [*DOCS[:4], member, DOCS[5], event]
+                                  for ref in refs_of(d))
+    store.close()
+
+
 def test_a_late_answer_never_rolls_the_index_back(tmp_path: Path) -> None:
     """What the worker remembers from a ``_bulk_docs`` answer may reach the index after the feed brought the
     same revision or a later one (an activation's writer threads): the index keeps the later one."""

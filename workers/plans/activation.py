@@ -219,9 +219,14 @@ class Activation:
         couch: Couch | None = getattr(self._writers, "couch", None)
         if couch is None:
             couch = self._writers.couch = self.couch.clone()
-        result = couch.save_many(self.db, docs, chunk=chunk)
-        # known as our own before the feed can show them to this worker's follower (in the main thread)
-        self.own.add_results(result.ok)
+        # the feed may list these writes before their answers are in: the follower recognises them by content
+        self.own.expect(docs)
+        try:
+            result = couch.save_many(self.db, docs, chunk=chunk)
+            # known as our own by revision (before the feed shows them to the follower, mostly)
+            self.own.add_results(result.ok)
+        finally:
+            self.own.settle(d["_id"] for d in docs)
         ok = {r["id"] for r in result.ok}
         self.model.remember([d for d in docs if d["_id"] in ok and d.get("_rev")])
         return result

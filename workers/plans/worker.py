@@ -112,6 +112,23 @@ class PlanWorker(Worker):
         if db == self.db:
             self.model.follow(since, changes, last_seq)
             self._fed = frozenset(ref for change in changes for ref in _refs(change))
+            self._claim_inflight(changes)
+
+    def _claim_inflight(self, changes: list[dict[str, Any]]) -> None:
+        """An activation's task that the feed lists before its writer has the answer (so before its revision is
+        known as this worker's own) is recognised by its content, as the index has just read it: it is not
+        handed to :meth:`process` as if someone else had written it. Otherwise the feed rule would evaluate
+        the activation's own tasks, and each such batch would pass for people's changes and slow the
+        activation down (:meth:`activation_room`): awake on CouchDB, half the activation's speed (session 10)."""
+        for change in changes:
+            doc_id = str(change.get("id", ""))
+            leaves = [str(r.get("rev")) for r in change.get("changes", []) if r.get("rev")]
+            if (len(leaves) != 1 or change.get("deleted") or not self.own_writes.expecting(doc_id)
+                    or (doc_id, leaves[0]) in self.own_writes):
+                continue
+            held = self.model.store.get(doc_id)
+            if held is not None and held.get("_rev") == leaves[0]:
+                self.own_writes.claim(held)
 
     # ------------------------------------------------------------------------------------------ feed
 
