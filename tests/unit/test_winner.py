@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from workers.conflicts.resolver import current_winner, resolution_writes
+from workers.conflicts.resolver import current_winner, loses_nothing, resolution_writes
 from workers.conflicts.winner import choose, parse_time
 
 
@@ -128,3 +128,18 @@ def test_current_winner_is_the_revision_couchdb_shows() -> None:
     assert current_winner([leaf("1-a"), leaf("5-z", deleted=True)]) == "1-a"
     # every leaf deleted: the same order among them
     assert current_winner([leaf("3-a", deleted=True), leaf("2-z", deleted=True)]) == "3-a"
+
+
+def test_a_resolution_that_loses_no_content_is_not_audited() -> None:
+    """Two leaves of one content (a resolution in the making seen by a second resolver: the winner's body on
+    top of the current revision, the winning leaf not yet deleted; or one edit copied by two paths) lose nothing
+    a revert could bring back. Any other content, or a deletion a device made with a time, does."""
+    body = {"_id": "t1", "type": "Task", "status": "Completed", "lastModified": "2026-11-30T10:00:00Z"}
+    same = [{**body, "_rev": "1-aaaa"}, {**body, "_rev": "2-bbbb", "_revisions": {"start": 2, "ids": ["bbbb", "x"]}}]
+    assert loses_nothing(choose(same))
+    bare = {"_id": "t1", "_rev": "2-cccc", "_deleted": True}
+    assert loses_nothing(choose([*same, bare]))
+    other = {**body, "_rev": "1-dddd", "status": "Ready", "lastModified": "2026-11-30T09:00:00Z"}
+    assert not loses_nothing(choose([*same, other]))
+    deleted_with_time = {**body, "_rev": "3-eeee", "_deleted": True, "lastModified": "2026-11-30T08:00:00Z"}
+    assert not loses_nothing(choose([same[0], deleted_with_time]))

@@ -2,11 +2,11 @@
 resolved latest-wins (:mod:`workers.conflicts.winner`).
 
 Per batch of the feed (read without documents: ``style=all_docs`` lists every leaf of each change, and a
-document with one leaf has no conflict; the next batch's reads run while this one's writes do), three reads at
-once: one ``_bulk_get`` of every leaf of every document with several, the receipts of those leaves (main
-database) and which of them earlier resolutions keep as losers (the audit's ``conflict_revisions`` view); then
-one ``_bulk_docs`` of audit records (deterministic ids: a
-second resolver or a replay writes nothing new), then one ``_bulk_docs`` on the database that writes each
+document with one leaf has no conflict; the next batch's reads run while this one's writes do), two reads at
+once: one ``_bulk_get`` of every leaf of every document with several, and the receipts of those leaves (main
+database); then one ``_bulk_docs`` of audit records (deterministic ids: a second resolver or a replay writes
+nothing new; a resolution whose losers hold nothing the winner does not is not audited, see
+:func:`loses_nothing`), then one ``_bulk_docs`` on the database that writes each
 winning body on top of the current winning revision and deletes every other leaf. Writing on top of a known
 leaf never creates a conflict: if someone else wrote meanwhile, CouchDB answers 409 and the next change of that
 document is resolved instead. The current winning revision is the one CouchDB (and PouchDB) shows, computed
@@ -27,7 +27,7 @@ from workers.audit import now_iso, receipts, stable_id, write_many_once, write_o
 from workers.conflicts.winner import Decision, candidate, choose, fields_for
 from workers.couch import Couch, Doc
 from workers.errors import Conflict, FieldsyncError, NotFound
-from workers.follower import Worker
+from workers.follower import Worker, content
 from workers.logs import log_event
 from workers.nodes import STALE_READ_WAIT_S, stale_read_pauses
 from workers.parallel import CouchPool
@@ -84,6 +84,20 @@ def resolution_writes(current_rev: str, decision: Decision) -> list[Doc]:
     return writes
 
 
+def loses_nothing(decision: Decision) -> bool:
+    """True when every losing leaf is the winner's very content (or a bare tombstone): the resolution then loses
+    nothing a revert could bring back, and is not audited. This is what a second resolver sees of a first one's
+    resolution in the making (the winner's body already on top of the current revision, the winning leaf itself
+    not yet deleted: two leaves with one content), and what a device's edit copied to the server by two paths
+    looks like."""
+    winner = decision.winner
+    return all(
+        (bool(loser.get("_deleted")) == bool(winner.get("_deleted")) and content(loser) == content(winner))
+        or (loser.get("_deleted") and not _has_time(loser))
+        for loser in decision.losers
+    )
+
+
 def current_winner(leaves: list[Doc]) -> str:
     """The revision CouchDB and PouchDB show as the document's (``_rev``): of the living leaves (of all of
     them when every one is deleted), the one with the longest history, then the greatest revision id."""
@@ -127,7 +141,6 @@ class Reads:
     refs: list[tuple[str, str]]
     leaves: Future[list[Doc]]
     receipts: Future[dict[tuple[str, str], float]]
-    audited: Future[set[tuple[str, str]]]
 
 
 class ConflictResolver(Worker):
@@ -165,16 +178,14 @@ class ConflictResolver(Worker):
         return written
 
     def _read(self, db: str, changes: list[dict[str, Any]]) -> Reads:
-        """Three reads that need only the leaves, at once: the leaves' bodies; the receipts of devices'
-        revisions in the main database (their claimed times are clamped to them); which leaves earlier
-        resolutions keep."""
+        """Two reads that need only the leaves, at once: the leaves' bodies, and the receipts of devices'
+        revisions in the main database (their claimed times are clamped to them)."""
         refs = [(str(change["id"]), str(r["rev"])) for change in changes for r in change["changes"] if r.get("rev")]
         main = db == self.settings.dbs.main
         return Reads(
             refs=refs,
             leaves=self.pool.submit(lambda c: c.bulk_get(db, refs)),
             receipts=self.pool.submit(lambda c: receipts(c, self.settings.dbs.audit, refs) if main else {}),
-            audited=self.pool.submit(lambda c: self._audited(c, db, refs)),
         )
 
     def _settle(self, db: str, reads: Reads) -> int:
@@ -186,9 +197,9 @@ class ConflictResolver(Worker):
         seen: dict[str, dict[str, float]] = {}
         for (doc_id, rev), at in reads.receipts.result().items():
             seen.setdefault(doc_id, {})[rev] = at
-        audited = reads.audited.result()
         records: list[Doc] = []
         writes: list[Doc] = []
+        settled = 0
         for doc_id, fetched in by_doc.items():
             current = current_winner(fetched)
             if next(leaf for leaf in fetched if leaf["_rev"] == current).get("type") in skip_types:
@@ -197,25 +208,18 @@ class ConflictResolver(Worker):
             if len(living) < 2 and not any(leaf.get("_deleted") and _has_time(leaf) for leaf in fetched):
                 continue  # resolved meanwhile
             decision = choose(fetched, seen.get(doc_id))
-            records.append(audit_record(db, doc_id, current, decision))
+            settled += 1
+            if not loses_nothing(decision):
+                records.append(audit_record(db, doc_id, current, decision))
             writes.extend(resolution_writes(current, decision))
-        # the audit first: a kill between the two writes leaves an audit of a resolution that the replay does;
-        # a resolution whose losers are all preserved by an earlier record (a concurrent resolver's half-done
-        # write: its winner not yet deleted looks like a loser) is not audited twice
-        records = [r for r in records if not all((r["docId"], loser["_rev"]) in audited for loser in r["losers"])]
+        # the audit first: a kill between the two writes leaves an audit of a resolution that the replay does
         write_many_once(self.couch, self.settings.dbs.audit, records)
         results = self.couch.bulk_docs(db, writes)
         self.own_writes.add_results(results)
         written = sum(1 for r in results if not r.get("error"))
         lost = sum(1 for r in results if r.get("error") == "conflict")
-        log_event(log, "resolved", db=db, documents=len(records), writes=written, raced=lost)
+        log_event(log, "resolved", db=db, documents=settled, audited=len(records), writes=written, raced=lost)
         return written
-
-    def _audited(self, couch: Couch, db: str, refs: list[tuple[str, str]]) -> set[tuple[str, str]]:
-        """The (document, revision) pairs among ``refs`` that an earlier conflict record keeps as a loser."""
-        keys = [[db, doc_id, rev] for doc_id, rev in refs]
-        rows = couch.view(self.settings.dbs.audit, "audit", "conflict_revisions", keys=keys)
-        return {(str(row["key"][1]), str(row["key"][2])) for row in rows}
 
 
 def _has_time(doc: Doc) -> bool:
