@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -44,6 +45,31 @@ def _fi_plan(district: str) -> dict[str, object]:
     plan = new_plan_from_template("Dynamic-FI", district, "FI test", date(2026, 11, 1), date(2026, 12, 31),
                                   datetime(2026, 11, 1, tzinfo=UTC))
     return plan
+
+
+def _recording(worker: Any, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The ids of the changes handed to ``worker.process`` from now on, in order."""
+    seen: list[str] = []
+    process = worker.process
+
+    def recording(db: str, changes: list[dict[str, Any]]) -> int:
+        seen.extend(str(c.get("id")) for c in changes)
+        return process(db, changes)
+
+    monkeypatch.setattr(worker, "process", recording)
+    return seen
+
+
+def _until(condition: Callable[[], bool], seconds: float, pause: float = 0.05) -> bool:
+    """Whether ``condition()`` came true within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(pause)
+    return condition()
+
+
+def _activation_done(couch: Couch, settings: Settings) -> bool:
+    return (activation.progress_of(couch, settings.dbs.main) or [{}])[0].get("state") == "done"
 
 
 def test_activation_writes_what_the_pure_evaluator_decides(couch: Couch, initialised: Settings) -> None:
@@ -115,14 +141,7 @@ def test_an_activation_waiting_for_its_writes_lets_feed_batches_run(
     docs, plan, release, held = _held_activation(couch, s, "held", monkeypatch)
     built = build(["plans"], couch, s)
     [worker] = built.handlers
-    seen: list[str] = []
-    process = worker.process
-
-    def recording(db: str, changes: list[dict[str, Any]]) -> int:
-        seen.extend(str(c.get("id")) for c in changes)
-        return process(db, changes)
-
-    monkeypatch.setattr(worker, "process", recording)
+    seen = _recording(worker, monkeypatch)
     runner = Runner(couch, s, built.handlers, chores=built.chores, discover_every=0, wait_s=1)
     stop = threading.Event()
     thread = threading.Thread(target=runner.run, args=(stop,), daemon=True)
@@ -131,15 +150,9 @@ def test_an_activation_waiting_for_its_writes_lets_feed_batches_run(
         for _ in range(activation.PIPELINE):  # the pipeline is full: the activation has to wait
             assert held.acquire(timeout=120), "the activation's writes never started"
         couch.put(s.dbs.main, {"_id": "a-change-meanwhile", "type": "Note"})
-        deadline = time.monotonic() + 30
-        while "a-change-meanwhile" not in seen and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert "a-change-meanwhile" in seen, "the feed batch waited for the activation's writes"
+        assert _until(lambda: "a-change-meanwhile" in seen, 30), "the feed batch waited for the activation's writes"
         release.set()
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and (activation.progress_of(couch, s.dbs.main) or [{}])[0].get(
-                "state") != "done":
-            time.sleep(0.2)
+        _until(lambda: _activation_done(couch, s), 120, 0.2)
     finally:
         release.set()
         stop.set()
@@ -337,14 +350,7 @@ def test_an_activation_task_the_feed_lists_before_its_answer_is_known_as_the_wor
     built = build(["plans"], couch, s)
     [worker] = built.handlers
     assert isinstance(worker, PlanWorker)
-    seen: list[str] = []
-    process = worker.process
-
-    def recording(db: str, changes: list[dict[str, Any]]) -> int:
-        seen.extend(str(c.get("id")) for c in changes)
-        return process(db, changes)
-
-    monkeypatch.setattr(worker, "process", recording)
+    seen = _recording(worker, monkeypatch)
     release = threading.Event()
     answers = threading.Semaphore(0)
     add_results = worker.own_writes.add_results
@@ -366,24 +372,17 @@ def test_an_activation_task_the_feed_lists_before_its_answer_is_known_as_the_wor
         people_at = worker._events_at  # the plan's activation (someone else's change) was the last
         written = {t["_id"]: t for t in _tasks(couch, s).values()}
         assert written, "the first write's tasks are not on the server"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not all((i, t["_rev"]) in worker.own_writes for i, t in written.items()):
-            time.sleep(0.05)
-        assert all((i, t["_rev"]) in worker.own_writes for i, t in written.items()), "never known as its own"
+        assert _until(lambda: all((i, t["_rev"]) in worker.own_writes for i, t in written.items()), 60), (
+            "never known as its own")
         assert not set(seen) & set(written), "the feed rule evaluated the activation's own tasks"
         assert set(seen) == {plan["_id"]}
         assert worker._events_at == people_at, "the activation's own tasks passed for people's changes"
         edited = next(iter(written.values()))
         couch.put(s.dbs.main, {**edited, "businessStatus": "Not Eligible", "status": "Completed"})
-        deadline = time.monotonic() + 60
-        while edited["_id"] not in seen and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert edited["_id"] in seen, "a device's edit of a task in flight was taken for the worker's own"
+        assert _until(lambda: edited["_id"] in seen, 60), (
+            "a device's edit of a task in flight was taken for the worker's own")
         release.set()
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and (activation.progress_of(couch, s.dbs.main) or [{}])[0].get(
-                "state") != "done":
-            time.sleep(0.2)
+        _until(lambda: _activation_done(couch, s), 120, 0.2)
     finally:
         release.set()
         stop.set()

@@ -120,14 +120,15 @@ class PlanWorker(Worker):
         handed to :meth:`process` as if someone else had written it. Otherwise the feed rule would evaluate
         the activation's own tasks, and each such batch would pass for people's changes and slow the
         activation down (:meth:`activation_room`): awake on CouchDB, half the activation's speed (session 10)."""
+        unknown: dict[str, str] = {}  # id in flight -> the one leaf the feed lists, not known as ours
         for change in changes:
             doc_id = str(change.get("id", ""))
             leaves = [str(r.get("rev")) for r in change.get("changes", []) if r.get("rev")]
-            if (len(leaves) != 1 or change.get("deleted") or not self.own_writes.expecting(doc_id)
-                    or (doc_id, leaves[0]) in self.own_writes):
-                continue
-            held = self.model.store.get(doc_id)
-            if held is not None and held.get("_rev") == leaves[0]:
+            if (len(leaves) == 1 and not change.get("deleted") and self.own_writes.expecting(doc_id)
+                    and (doc_id, leaves[0]) not in self.own_writes):
+                unknown[doc_id] = leaves[0]
+        for doc_id, held in self.model.store.bodies(list(unknown)):  # one read, not one per task
+            if held.get("_rev") == unknown[doc_id]:
                 self.own_writes.claim(held)
 
     # ------------------------------------------------------------------------------------------ feed

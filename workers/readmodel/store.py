@@ -199,7 +199,7 @@ class Store:
             ids = list(latest) if held is None else [i for i in latest if i in held]  # refs to drop first
             kept = [d for d in latest.values() if not d.get("_deleted") and d.get("type") in INDEXED_TYPES]
             gone = [(i,) for i, d in latest.items() if d.get("_deleted") or d.get("type") not in INDEXED_TYPES]
-            dropped = [(*ref, doc_id) for doc_id, body in self._bodies(ids) for ref in refs_of(body)]
+            dropped = [(*ref, doc_id) for doc_id, body in self.bodies(ids) for ref in refs_of(body)]
             self._db.executemany("DELETE FROM refs WHERE tag = ? AND k1 = ? AND k2 = ? AND id = ?", dropped)
             self._db.executemany("DELETE FROM docs WHERE id = ?", gone)
             self._db.executemany(
@@ -230,7 +230,7 @@ class Store:
                        self._db.execute(f"SELECT id, rev FROM docs WHERE id IN ({marks})", part))
         return out
 
-    def _bodies(self, ids: Sequence[str]) -> list[tuple[str, Doc]]:
+    def bodies(self, ids: Sequence[str]) -> list[tuple[str, Doc]]:
         """(id, body) of the documents among ``ids`` that the index holds (a new one has no refs to drop)."""
         out: list[tuple[str, Doc]] = []
         for start in range(0, len(ids), CHUNK):
