@@ -150,6 +150,46 @@ def test_a_feed_page_of_many_conflicts_is_settled_batch_after_batch(couch: Couch
     assert len(resolver.list_resolutions(couch, s)) == 11
 
 
+def test_the_feed_s_echo_of_a_resolution_is_not_read_as_a_new_conflict(
+    couch: Couch, initialised: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A resolution that keeps the revision CouchDB shows only deletes the other leaf: the feed then lists that
+    revision beside the worker's tombstone. That echo is known as the worker's own and is not read again (no
+    batch of leaves re-read to find nothing); a leaf a device adds afterwards is resolved as before."""
+    db = initialised.dbs.main
+    leaves: list[dict[str, object]] = []
+    for n in range(6):
+        base = {**_task("2026-11-20T08:00:00.000Z"), "_id": f"task-{n}", "identifier": f"task-{n}"}
+        # "b" is the revision CouchDB shows; for even n it is also the later edit, which stays where it is
+        later, earlier = ("b", "a") if n % 2 == 0 else ("a", "b")
+        leaves.append({**base, "_rev": f"1-{n:02d}{later}", "businessStatus": "Sprayed",
+                       "lastModified": "2026-11-21T08:00:00.000Z"})
+        leaves.append({**base, "_rev": f"1-{n:02d}{earlier}", "businessStatus": "Not Sprayed",
+                       "lastModified": "2026-11-21T07:00:00.000Z"})
+    couch.bulk_docs(db, leaves, new_edits=False)
+    worker = ConflictResolver(couch, initialised)
+    with caplog.at_level(logging.INFO, logger="fieldsync.conflicts"):
+        Runner(couch, initialised, [worker], discover_every=0).run(until_idle=True)
+    resolved = [r.fields for r in caplog.records if r.getMessage() == "resolved"]  # type: ignore[attr-defined]
+    assert sum(int(f["documents"]) for f in resolved) == 6
+    assert all(int(f["documents"]) > 0 for f in resolved), resolved  # no batch made of the echo
+    kept = couch.get(db, "task-0")
+    assert kept is not None and kept["_rev"] == "1-00b" and kept["businessStatus"] == "Sprayed"
+
+    # a device's new leaf beside the kept revision is a conflict again
+    caplog.clear()
+    couch.bulk_docs(db, [{**kept, "_rev": "2-ff", "_revisions": {"start": 2, "ids": ["ff", "00b"]},
+                          "businessStatus": "Not Sprayed", "lastModified": "2026-11-21T09:00:00.000Z"}],
+                    new_edits=False)
+    couch.bulk_docs(db, [{**kept, "_rev": "2-ee", "_revisions": {"start": 2, "ids": ["ee", "00b"]},
+                          "businessStatus": "Sprayed", "lastModified": "2026-11-21T08:30:00.000Z"}],
+                    new_edits=False)
+    with caplog.at_level(logging.INFO, logger="fieldsync.conflicts"):
+        Runner(couch, initialised, [worker], discover_every=0).run(until_idle=True)
+    doc = couch.get(db, "task-0", conflicts=True)
+    assert doc is not None and "_conflicts" not in doc and doc["businessStatus"] == "Not Sprayed"
+
+
 def test_a_leaf_the_feed_listed_is_read_again_until_it_can_be(
     couch: Couch, initialised: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:

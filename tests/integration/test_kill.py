@@ -233,3 +233,56 @@ def test_kill_9_mid_area_sync_then_restart_fills_every_area_exactly(
         assert all(held[i] == main_docs[i]["_rev"] for i in held)
         total += len(held)
     assert total > partial
+
+
+def test_kill_9_mid_conflict_resolution_then_restart_settles_each_document_once(
+    couch: Couch, initialised: Settings, cli_env: dict[str, str]
+) -> None:
+    """The conflict resolver killed while its batches' writes are in flight (two batches at once, each an audit
+    write then a resolution): restarted, every document holds the later edit alone, with exactly one audit
+    record of its resolution, and was written over once (its history is one revision longer, not two)."""
+    s = initialised
+    count = 3000
+    leaves: list[dict[str, Any]] = []
+    for n in range(count):
+        base = {"_id": f"kc-{n:05d}", "type": "Task", "identifier": f"kc-{n:05d}", "planIdentifier": "plan-kill",
+                "code": "IRS", "status": "Completed", "for": f"structure-{n}"}
+        later = f"2026-11-21T08:{n % 60:02d}:00.000Z"
+        earlier = f"2026-11-21T07:{n % 60:02d}:00.000Z"
+        leaves.append({**base, "_rev": f"1-{n:05d}a", "businessStatus": "Sprayed", "lastModified": later})
+        leaves.append({**base, "_rev": f"1-{n:05d}b", "businessStatus": "Not Sprayed", "lastModified": earlier})
+    for start in range(0, len(leaves), 1000):
+        couch.bulk_docs(s.dbs.main, leaves[start : start + 1000], new_edits=False)
+    audit_before = int((couch.db_info(s.dbs.audit) or {}).get("doc_count", 0))
+    resolver = subprocess.Popen([sys.executable, "-m", "workers.cli", "work", "conflicts"], env=cli_env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+    try:
+        _wait_for(lambda: int((couch.db_info(s.dbs.audit) or {}).get("doc_count", 0)) - audit_before > 300, 600,
+                  "the resolver to audit a first batches' resolutions")
+        resolver.send_signal(signal.SIGKILL)
+        resolver.wait(timeout=30)
+    finally:
+        if resolver.poll() is None:
+            resolver.kill()
+    audited_at_kill = int((couch.db_info(s.dbs.audit) or {}).get("doc_count", 0)) - audit_before
+    again = subprocess.run([sys.executable, "-m", "workers.cli", "work", "conflicts", "--until-idle"],
+                           env=cli_env, capture_output=True, text=True, timeout=900, check=False)
+    assert again.returncode == 0, again.stderr[-2000:]
+
+    ids = [f"kc-{n:05d}" for n in range(count)]
+    docs = couch.get_many(s.dbs.main, ids)
+    assert len(docs) == count
+    assert audited_at_kill < count  # killed mid-way
+    for doc_id in ids:
+        doc = docs[doc_id]
+        assert doc["businessStatus"] == "Sprayed", doc
+        assert int(str(doc["_rev"]).split("-")[0]) <= 2, doc  # settled by one write, not two
+    still = [r["id"] for r in couch.all_docs(s.dbs.main, include_docs=True, conflicts=True)
+             if r["id"].startswith("kc-") and (r.get("doc") or {}).get("_conflicts")]
+    assert still == []
+    records = [r["doc"] for r in couch.all_docs(s.dbs.audit, include_docs=True)
+               if (r.get("doc") or {}).get("kind") == "conflict" and str(r["doc"].get("docId")).startswith("kc-")]
+    per_doc: dict[str, int] = {}
+    for record in records:
+        per_doc[str(record["docId"])] = per_doc.get(str(record["docId"]), 0) + 1
+    assert per_doc == dict.fromkeys(ids, 1)

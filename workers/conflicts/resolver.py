@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import Future
-from dataclasses import dataclass
+from collections import deque
+from concurrent.futures import Future, wait
+from dataclasses import dataclass, field
 from typing import Any
 
 from workers.audit import now_iso, receipts, stable_id, write_many_once, write_once
@@ -39,6 +40,8 @@ SKIP_TYPES_BY_KIND = {"user-meta": {"interaction-log"}}
 # not the area databases: their conflicts are copies of the main database's, settled there once and copied back
 # by the sync worker (settling them in two places would make new conflicts)
 CONFLICT_KINDS = frozenset({"main", "user-meta", "users-meta", "audit"})
+# batches whose writes (audit records, then resolutions) run at once: one's audit beside the other's resolutions
+WRITES_IN_FLIGHT = 2
 
 
 def audit_id(db: str, doc_id: str, loser_revs: list[str]) -> str:
@@ -135,6 +138,16 @@ def read_leaves(couch: Couch, db: str, refs: list[tuple[str, str]], first: list[
 
 
 @dataclass
+class Batch:
+    """A batch decided: its audit records, the writes that settle it, and the revisions it keeps in place."""
+
+    records: list[Doc] = field(default_factory=list)
+    writes: list[Doc] = field(default_factory=list)
+    kept: dict[str, str] = field(default_factory=dict)  # doc id -> current revision left as it is
+    settled: int = 0
+
+
+@dataclass
 class Reads:
     """What settling a batch of documents needs, read at once (:meth:`ConflictResolver._read`)."""
 
@@ -153,6 +166,7 @@ class ConflictResolver(Worker):
         self.couch = couch
         self.settings = settings
         self.pool = CouchPool(couch, threads=3, name="conflicts-reads")
+        self.writers = CouchPool(couch, threads=WRITES_IN_FLIGHT, name="conflicts-writes")
 
     def follows(self, kind: str) -> bool:
         return kind in CONFLICT_KINDS
@@ -163,19 +177,34 @@ class ConflictResolver(Worker):
         return False
 
     def process(self, db: str, changes: list[dict[str, Any]]) -> int:
-        """A page of the feed (``batch_factor`` batches) is settled a batch of documents at a time, the reads of
-        the next batch running while this one's writes do (the batches hold different documents: a page of
-        the feed names each document once)."""
+        """A page of the feed (``batch_factor`` batches) is settled a batch of documents at a time, as a
+        pipeline: the reads of the next batch and the writes of the one before run while this one is decided,
+        and two batches' writes are in flight at once (the batches hold different documents: a page of the feed
+        names each document once). Within a batch the audit records are written before the resolutions; the
+        page's checkpoint comes after every write of the page has ended."""
         conflicted = [change for change in changes if len(change.get("changes", [])) > 1]
         size = max(1, self.settings.batch_size)
         parts = [conflicted[start : start + size] for start in range(0, len(conflicted), size)]
         written = 0
+        writing: deque[Future[int]] = deque()
         reading = self._read(db, parts[0]) if parts else None
-        for k in range(len(parts)):
-            assert reading is not None
-            reads, reading = reading, (self._read(db, parts[k + 1]) if k + 1 < len(parts) else None)
-            written += self._settle(db, reads)
-        return written
+        try:
+            for k in range(len(parts)):
+                assert reading is not None
+                reads, reading = reading, (self._read(db, parts[k + 1]) if k + 1 < len(parts) else None)
+                writing.append(self._submit_write(db, self._decide(db, reads)))
+                while len(writing) >= WRITES_IN_FLIGHT:
+                    written += writing.popleft().result()
+        finally:
+            # no write is left running behind the caller's back, whatever failed; the first error is raised
+            errors = [f.exception() for f in writing]
+            if reading is not None:
+                unread: list[Future[Any]] = [reading.leaves, reading.receipts]
+                wait(unread)
+        first = next((e for e in errors if e is not None), None)
+        if first is not None:
+            raise first
+        return written + sum(f.result() for f in writing)
 
     def _read(self, db: str, changes: list[dict[str, Any]]) -> Reads:
         """Two reads that need only the leaves, at once: the leaves' bodies, and the receipts of devices'
@@ -188,8 +217,8 @@ class ConflictResolver(Worker):
             receipts=self.pool.submit(lambda c: receipts(c, self.settings.dbs.audit, refs) if main else {}),
         )
 
-    def _settle(self, db: str, reads: Reads) -> int:
-        """Decide each document's winner, write the audit records, then the resolutions."""
+    def _decide(self, db: str, reads: Reads) -> Batch:
+        """Each document's winner, its audit record (unless it loses nothing) and the writes that settle it."""
         skip_types = SKIP_TYPES_BY_KIND.get(self.settings.dbs.kind(db) or "", set())
         by_doc: dict[str, list[Doc]] = {}
         for leaf in read_leaves(self.couch, db, reads.refs, reads.leaves.result()):
@@ -197,9 +226,7 @@ class ConflictResolver(Worker):
         seen: dict[str, dict[str, float]] = {}
         for (doc_id, rev), at in reads.receipts.result().items():
             seen.setdefault(doc_id, {})[rev] = at
-        records: list[Doc] = []
-        writes: list[Doc] = []
-        settled = 0
+        batch = Batch()
         for doc_id, fetched in by_doc.items():
             current = current_winner(fetched)
             if next(leaf for leaf in fetched if leaf["_rev"] == current).get("type") in skip_types:
@@ -208,18 +235,39 @@ class ConflictResolver(Worker):
             if len(living) < 2 and not any(leaf.get("_deleted") and _has_time(leaf) for leaf in fetched):
                 continue  # resolved meanwhile
             decision = choose(fetched, seen.get(doc_id))
-            settled += 1
+            batch.settled += 1
             if not loses_nothing(decision):
-                records.append(audit_record(db, doc_id, current, decision))
-            writes.extend(resolution_writes(current, decision))
-        # the audit first: a kill between the two writes leaves an audit of a resolution that the replay does
-        write_many_once(self.couch, self.settings.dbs.audit, records)
-        results = self.couch.bulk_docs(db, writes)
+                batch.records.append(audit_record(db, doc_id, current, decision))
+            batch.writes.extend(resolution_writes(current, decision))
+            if decision.winner["_rev"] == current:
+                batch.kept[doc_id] = current
+        return batch
+
+    def _submit_write(self, db: str, batch: Batch) -> Future[int]:
+        return self.writers.submit(lambda couch: self._write(couch, db, batch))
+
+    def _write(self, couch: Couch, db: str, batch: Batch) -> int:
+        """The audit records first: a kill between the two writes leaves an audit of a resolution that the
+        replay does (deterministic ids), never a resolution without its audit."""
+        write_many_once(couch, self.settings.dbs.audit, batch.records)
+        results = couch.bulk_docs(db, batch.writes)
         self.own_writes.add_results(results)
+        self._own_kept(batch.kept, results)
         written = sum(1 for r in results if not r.get("error"))
         lost = sum(1 for r in results if r.get("error") == "conflict")
-        log_event(log, "resolved", db=db, documents=settled, audited=len(records), writes=written, raced=lost)
+        log_event(log, "resolved", db=db, documents=batch.settled, audited=len(batch.records), writes=written,
+                  raced=lost)
         return written
+
+    def _own_kept(self, kept: dict[str, str], results: list[dict[str, Any]]) -> None:
+        """A resolution that keeps the current revision only deletes the other leaves: the feed then lists that
+        revision beside this worker's tombstones. Once every deletion of the document is in, the pair is taken
+        as this worker's own too, so that the echo is not read again as a conflict; a leaf anyone adds later is
+        not, and is resolved as before."""
+        refused = {str(r.get("id")) for r in results if r.get("error")}
+        for doc_id, rev in kept.items():
+            if doc_id not in refused:
+                self.own_writes.add(doc_id, rev)
 
 
 def _has_time(doc: Doc) -> bool:
