@@ -141,6 +141,13 @@ def try_replicate(couch: Couch, settings: Settings, source: str, target: str) ->
     return time.perf_counter() - started, ""
 
 
+def area_like_design_docs() -> list[Doc]:
+    """An area database's design documents under ids of their own (``_design/bench-area-...``): a replication
+    of the main database would otherwise bring main's ``_design/fieldsync`` over the area's one."""
+    return [{**d, "_id": f"_design/bench-area-{str(d['_id']).removeprefix('_design/')}"}
+            for d in provision.area_design_docs("bench-area")]
+
+
 def hand_replicate(couch: Couch, source: str, target: str, batch: int) -> tuple[float, int]:
     """The floor of the sync worker's copy: ``_changes`` of ``source`` in batches (no documents, every leaf),
     then ``_revs_diff`` + ``_bulk_get?revs=true`` + ``_bulk_docs new_edits:false`` into ``target``, no routing,
@@ -206,6 +213,17 @@ def measure_fanout(structures: int, per_area: int, template: str) -> dict[str, A
         out["batch"] = settings.batch_size
         out["hand_s"], out["hand_revs"] = hand_replicate(couch, main, target, settings.batch_size)
         out["hand_docs"] = count_docs(couch, target)
+        # the same copies into a database like an area's: its design documents (the validation function the
+        # server runs for every revision written to it, the replicator's and the workers' included)
+        if seconds is not None:
+            target = fresh_db(couch, "benchraw-replicate-area")
+            couch.bulk_docs(target, area_like_design_docs())
+            out["replicate_area_s"], _ = try_replicate(couch, settings, main, target)
+            out["replicate_area_docs"] = count_docs(couch, target)
+        target = fresh_db(couch, "benchraw-handloop-area")
+        couch.bulk_docs(target, area_like_design_docs())
+        out["hand_area_s"], _ = hand_replicate(couch, main, target, settings.batch_size)
+        out["hand_area_docs"] = count_docs(couch, target)
         out["rss_mib"] = maxrss_mib()
     return out
 
@@ -237,6 +255,15 @@ def report_fanout(m: dict[str, Any]) -> None:
           f"(_changes of {m['batch']} + _revs_diff + _bulk_get?revs + _bulk_docs new_edits:false, no routing)  "
           f"{hand:8,.0f} docs/s")
     print(f"  ratio            {worker / hand:8.2f}  (sync worker docs/s / raw hand-loop docs/s)")
+    print("  into a database like an area's (its design documents: the server runs its validate_doc_update for "
+          "every revision written)")
+    if m.get("replicate_area_s"):
+        raw = rate(m["replicate_area_docs"], m["replicate_area_s"])
+        print(f"  POST /_replicate {m['replicate_area_s']:8.1f} s  {m['replicate_area_docs']:,} documents  "
+              f"{raw:8,.0f} docs/s  ratio {worker / raw:.2f}")
+    hand = rate(m["hand_area_docs"], m["hand_area_s"])
+    print(f"  raw hand loop    {m['hand_area_s']:8.1f} s  {m['hand_area_docs']:,} documents  {hand:8,.0f} docs/s  "
+          f"ratio {worker / hand:.2f}")
     print(f"  peak RSS         {m['rss_mib']:8.1f} MiB (this process, worker in-process)")
 
 
