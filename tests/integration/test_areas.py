@@ -10,7 +10,10 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from areaworld import (
@@ -21,6 +24,7 @@ from areaworld import (
     assign,
     doc_ids,
     family,
+    jurisdiction,
     register_structure,
     run_workers,
     structure,
@@ -34,8 +38,10 @@ from workers.areas import assignments
 from workers.areas.index import MainIndex
 from workers.areas.sync import AreaSync
 from workers.couch import Couch
+from workers.evaluator.templates import new_plan_from_template
 from workers.plans.worker import PlanWorker
 from workers.registry import build
+from workers.runner import Runner
 from workers.settings import Settings
 
 __all__ = ["world"]  # the fixture
@@ -293,3 +299,54 @@ def test_status_tells_the_main_databases_sync_lag_once_not_as_each_areas(
     assert {a["area"]: a["pendingFromMain"] for a in behind["areas"]} == {NORTH: None, SOUTH: None}
     run_workers(couch, s)
     assert status.collect(couch, s)["syncPendingFromMain"] == 0
+
+
+class _ViewCounting(Couch):
+    """The real client, counting the view queries it makes (requests go to the server as ever)."""
+
+    views: list[str]
+
+    def view(self, db: str, ddoc: str, view: str, *, keys: Sequence[Any] | None = None, **params: Any) -> list[Doc]:
+        self.views.append(view)
+        return super().view(db, ddoc, view, keys=keys, **params)
+
+
+def _ids(couch: Couch, db: str) -> set[str]:
+    return {str(row["id"]) for row in couch.all_docs(db, include_docs=False)}
+
+
+def test_areas_opened_from_a_feed_read_from_the_start_ask_no_view_and_miss_nothing(
+    couch: Couch, initialised: Settings
+) -> None:
+    """A sync worker that read the main feed from its start opens each new area from what that feed showed
+    (the plans, and the area's own tasks written before its database existed), without the main database's
+    views: their first query indexes everything written since, 29 of 42 s of a fan-out on the embedded server.
+    A worker that resumed from a checkpoint asks the views, and finds the same."""
+    s = initialised
+    east, west = "oa-east", "oa-west"
+    couch.save_many(s.dbs.main, [jurisdiction(DISTRICT, None, 2), jurisdiction(east, DISTRICT, 3),
+                                 jurisdiction(west, DISTRICT, 3)])
+    plan = new_plan_from_template("Dynamic-IRS", DISTRICT, "IRS early", date(2026, 11, 1), date(2026, 12, 31),
+                                  datetime(2026, 11, 1, tzinfo=UTC))
+    couch.put(s.dbs.main, plan)
+    # each area's own task, before anything opens its database (a jurisdiction-level task)
+    for area in (east, west):
+        couch.put(s.dbs.main, {"_id": f"task-{area}", "type": "Task", "identifier": f"task-{area}",
+                               "planIdentifier": plan["_id"], "groupIdentifier": area, "for": area, "code": "BCC",
+                               "status": "Ready", "businessStatus": "Not Visited"})
+    couch.put(s.dbs.main, structure("s-e1", east))  # opens the east area when the feed reaches it
+
+    client = _ViewCounting(couch.urls, couch.credentials)
+    client.views = []
+    Runner(client, s, [AreaSync(client, s)], discover_every=0).run(until_idle=True)
+    assert client.views == []
+    held = _ids(couch, s.dbs.area(east))
+    assert {f"task-{east}", "s-e1", str(plan["_id"]), east, DISTRICT} <= held
+    assert f"task-{west}" not in held
+
+    # another process, resuming from the checkpoint: the west area opens from the views
+    couch.put(s.dbs.main, structure("s-w1", west))
+    client.views = []
+    Runner(client, s, [AreaSync(client, s)], discover_every=0).run(until_idle=True)
+    assert sorted(set(client.views)) == ["by_area", "plans_by_status"]
+    assert {f"task-{west}", "s-w1", str(plan["_id"]), west} <= _ids(couch, s.dbs.area(west))

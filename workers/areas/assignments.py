@@ -66,6 +66,12 @@ def security_for(area: str, parents: list[str], assignments: Assignments, plans:
     return provision.members_security(names, roles)
 
 
+def is_plan(doc: Doc) -> bool:
+    """A plan, as the ``plans_by_status`` view takes one: ``type: Plan``, or an untyped OpenSRP plan."""
+    return doc.get("type") == "Plan" or (not doc.get("type") and bool(doc.get("identifier"))
+                                         and bool(doc.get("action")))
+
+
 def all_plans(couch: Couch, settings: Settings) -> list[Doc]:
     rows = couch.view(settings.dbs.main, "fieldsync", "plans_by_status", include_docs=True, reduce=False)
     return list({r["doc"]["_id"]: r["doc"] for r in rows if r.get("doc")}.values())
@@ -90,11 +96,13 @@ def known_areas(couch: Couch, settings: Settings) -> list[str]:
     return sorted(out)
 
 
-def apply_security(couch: Couch, settings: Settings, index: Index, areas: list[str] | None = None) -> list[str]:
+def apply_security(couch: Couch, settings: Settings, index: Index, areas: list[str] | None = None,
+                   plans: list[Doc] | None = None) -> list[str]:
     """Rewrite the ``_security`` of ``areas`` (default: every area database) from the assignments; creates
-    the databases of assigned areas that have none yet. Returns the areas whose security changed."""
+    the databases of assigned areas that have none yet. Returns the areas whose security changed. ``plans``:
+    every plan, when the caller knows them (else they are read from the main database's view)."""
     assignments, _ = load(couch, settings)
-    plans = all_plans(couch, settings)
+    plans = plans if plans is not None else all_plans(couch, settings)
     existing = set(known_areas(couch, settings))
     targets = set(areas) if areas is not None else existing | {a for v in assignments.users.values() for a in v}
     changed = []

@@ -75,6 +75,7 @@ class AreaSync(Worker):
         self._known: dict[str, list[str]] = {}
         self._refreshed = 0.0
         self._areas_lock = threading.RLock()
+        self.early = EarlyDocs()
 
     def follows(self, kind: str) -> bool:
         return kind in SYNC_KINDS
@@ -83,6 +84,10 @@ class AreaSync(Worker):
         """An area's feed is read without documents: most of its changes are this worker's own copies from
         the main database (skipped by revision), and ``_bulk_get`` fetches what devices wrote anyway."""
         return db == self.settings.dbs.main
+
+    def page_read(self, db: str, since: Any, changes: list[dict[str, Any]], last_seq: Any) -> None:
+        if db == self.settings.dbs.main and since in (0, "0", None):
+            self.early.from_start()
 
     def process(self, db: str, changes: list[dict[str, Any]]) -> int:
         self.refresh()
@@ -120,7 +125,7 @@ class AreaSync(Worker):
         with self._areas_lock:
             parents = chain(area, self.index)
             current, _ = assignments.load(self.couch, self.settings)
-            plans = assignments.all_plans(self.couch, self.settings)
+            plans = self._plans()
             security = assignments.security_for(area, parents, current, plans)
             if assignments.ensure_area(self.couch, self.settings, area, security):
                 log_event(log, "area created", area=area, db=self.settings.dbs.area(area))
@@ -129,12 +134,15 @@ class AreaSync(Worker):
 
     def _bootstrap(self, area: str, plans: list[Doc] | None = None) -> int:
         parents = self._known[area]
-        plans = plans if plans is not None else assignments.all_plans(self.couch, self.settings)
+        plans = plans if plans is not None else self._plans()
         ids = [*parents, SETTINGS_ID, *(str(p["_id"]) for p in plans if plan_covers(p, parents))]
         # the area's own tasks and events (a jurisdiction-level task written before its database existed)
-        rows = self.couch.view(self.settings.dbs.main, "fieldsync", "by_area", reduce=False,
-                               startkey=[area], endkey=[area, {}])
-        ids += [str(r["id"]) for r in rows]
+        early = self.early.of_area(area)
+        if early is None:
+            rows = self.couch.view(self.settings.dbs.main, "fieldsync", "by_area", reduce=False,
+                                   startkey=[area], endkey=[area, {}])
+            early = [str(r["id"]) for r in rows]
+        ids += early
         leaves = {}
         for row in self.couch.all_docs(self.settings.dbs.main, ids, include_docs=False):
             value = row.get("value") or {}
@@ -144,6 +152,15 @@ class AreaSync(Worker):
         self._own(copied.written)
         return copied.count
 
+    def _plans(self) -> list[Doc]:
+        """Every plan: as the main feed showed them, when this process read it from the start (or has read
+        the view once and followed the feed since), else from the ``plans_by_status`` view."""
+        plans = self.early.plans()
+        if plans is None:
+            plans = assignments.all_plans(self.couch, self.settings)
+            self.early.learn_plans(plans)
+        return plans
+
     # --------------------------------------------------------------------------------------- main -> area
 
     def _downstream(self, changes: list[dict[str, Any]]) -> int:
@@ -151,6 +168,7 @@ class AreaSync(Worker):
         for change in changes:
             doc = change.get("doc") or {}
             bodies.append((change, self._previous_body(doc) if doc.get("_deleted") else doc))
+        self.early.saw([doc for doc in (change.get("doc") for change in changes) if doc], self._known)
         live = [body for _, body in bodies if body]
         self.index.learn(live)  # replaces what the index knew of these documents
         self.index.prefetch(live)
@@ -186,7 +204,8 @@ class AreaSync(Worker):
             log_event(log, "sync batch", direction="main->area", area=area_db[db], docs=len(by_area[area_db[db]]),
                       revisions=copied.count, ms=ms)
         if security_dirty:
-            changed = assignments.apply_security(self.couch, self.settings, self.index, sorted(self._known))
+            changed = assignments.apply_security(self.couch, self.settings, self.index, sorted(self._known),
+                                                 plans=self.early.plans())
             if changed:
                 log_event(log, "area security refreshed", areas=",".join(changed))
         return written
@@ -367,3 +386,93 @@ def _refused_record(db: str, doc: Doc, reason: str) -> Doc:
         "doc": body,
         "createdAt": now_iso(),
     }
+
+
+EARLY_CAP = 100_000  # ids kept for areas without a database; past it, the view answers instead
+
+
+class EarlyDocs:
+    """What the main feed has shown this process that an area opened later needs, so that opening it asks no
+    view of the main database (each first query of a view indexes every document written since, which on the
+    embedded server took 29 s of a 42 s fan-out of 2,000 structures):
+
+    - every plan (by id, the highest revision seen): an area's ``_security`` and the plans it holds;
+    - the ids of the tasks (by ``groupIdentifier``) and events (by ``locationId``) of jurisdictions that had no
+      area database when the feed showed them: what the ``by_area`` view lists for a new area.
+
+    Both are complete only when this process read the main feed from its start (:meth:`from_start`); a worker
+    that resumed from a checkpoint reads the views as before (the plans once, then kept up to date from the
+    feed). Documents the feed shows later reach the area through the feed itself."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._plans: dict[str, Doc] | None = None
+        self._by_area: dict[str, set[str]] | None = None
+        self._count = 0
+
+    def from_start(self) -> None:
+        with self._lock:
+            if self._plans is None:
+                self._plans = {}
+            if self._by_area is None:
+                self._by_area, self._count = {}, 0
+
+    def plans(self) -> list[Doc] | None:
+        with self._lock:
+            return None if self._plans is None else list(self._plans.values())
+
+    def learn_plans(self, plans: list[Doc]) -> None:
+        with self._lock:
+            known = self._plans or {}
+            self._plans = known
+        for plan in plans:
+            self._keep_plan(plan)
+
+    def of_area(self, area: str) -> list[str] | None:
+        with self._lock:
+            if self._by_area is None:
+                return None
+            return sorted(self._by_area.get(area, ()))
+
+    def saw(self, docs: list[Doc], known: dict[str, list[str]]) -> None:
+        """A page of the main feed (documents as listed: a deletion is its tombstone)."""
+        for doc in docs:
+            if assignments.is_plan(doc) or (doc.get("_deleted") and self._holds_plan(str(doc.get("_id")))):
+                self._keep_plan(doc)
+                continue
+            kind = doc.get("type")
+            place = doc.get("groupIdentifier") if kind == "Task" else doc.get("locationId") if kind == "Event" else None
+            if not isinstance(place, str) or not place or place in known or doc.get("_deleted"):
+                continue
+            with self._lock:
+                if self._by_area is None:
+                    continue
+                ids = self._by_area.setdefault(place, set())
+                if str(doc["_id"]) not in ids:
+                    ids.add(str(doc["_id"]))
+                    self._count += 1
+                if self._count > EARLY_CAP:
+                    self._by_area = None  # too many to keep: the view answers
+
+    def _holds_plan(self, doc_id: str) -> bool:
+        with self._lock:
+            return self._plans is not None and doc_id in self._plans
+
+    def _keep_plan(self, doc: Doc) -> None:
+        doc_id = str(doc.get("_id"))
+        with self._lock:
+            if self._plans is None:
+                return
+            held = self._plans.get(doc_id)
+            if held is not None and _generation(held) > _generation(doc):
+                return  # the view's answer was newer than this page of the feed
+            if doc.get("_deleted") or not doc.get("jurisdiction"):
+                self._plans.pop(doc_id, None)  # the view lists plans with jurisdictions only
+            else:
+                self._plans[doc_id] = doc
+
+
+def _generation(doc: Doc) -> int:
+    head = str(doc.get("_rev", "0")).partition("-")[0]
+    return int(head) if head.isdigit() else 0
+
