@@ -12,10 +12,11 @@ For each per-user meta database (``fieldsync-user-<name>-meta``):
    a union, so merging again or after a crash gives the same documents) and the changed documents written;
 5. only then are the merged records removed (purged where the server supports ``_purge``).
 
-Databases are taken ``GROUP`` at a time, in user name order, ``READ_THREADS`` of a group read at once: step 4
-reads the group's daily documents of a day in one id range and writes them in one ``_bulk_docs``, then step 5
-runs for each database of the group, ``FINISH_THREADS`` databases at a time (each: its records removed, then its
-checkpoint moved), while the next group is read, merged and written.
+Databases are taken ``GROUP`` at a time, in user name order, ``READ_THREADS`` of a group read at once (the next
+group's reads start once this group's are in, and run while it is written): step 4 reads the group's daily
+documents of a day in one id range and writes them in one ``_bulk_docs``, then step 5 runs for each database of
+the group, ``FINISH_THREADS`` databases at a time (each: its records removed, then its checkpoint moved), while
+the next group is merged and written.
 
 A kill between 4 and 5 leaves records that the next pass merges again into identical documents: no double
 counting, no loss. The position of each meta database once its records are removed (where its read ended: a
@@ -32,6 +33,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -307,14 +309,21 @@ def _prepare_isolated(couch: Couch, settings: Settings, db: str, user: str, perm
         return False, None
 
 
+def _start_reads(couch: Couch, group: list[tuple[str, str, bool]], date: str | None,
+                 pools: _Pools) -> dict[str, Future[_Read]]:
+    """The reads of a group's meta databases, ``READ_THREADS`` at once."""
+    return {db: pools.read.submit(_read, couch, db, date) for db, _, _ in group}
+
+
 def _merge_group(couch: Couch, settings: Settings, group: list[tuple[str, str, bool]], report: PassReport,
-                 date: str | None, refs: frozenset[str], pools: _Pools) -> list[Future[_Finished]]:
-    """Merge a group of meta databases (``(db, user, permitted)``): each read on its own (``READ_THREADS`` at
-    once), their days merged and written together (:func:`_write_days`), and only then their records removed
-    and their checkpoints moved: returned as the futures of those finishing requests, which the caller lets
-    run while it reads the next group. A kill before the removal leaves records that the next pass merges
+                 date: str | None, refs: frozenset[str], pools: _Pools, reads: dict[str, Future[_Read]],
+                 read_next: Callable[[], None] = lambda: None) -> list[Future[_Finished]]:
+    """Merge a group of meta databases (``(db, user, permitted)``, ``reads``: their reads under way): their
+    days merged and written together (:func:`_write_days`), and only then their records removed and their
+    checkpoints moved: returned as the futures of those finishing requests, which the caller lets run while it
+    reads the next group. ``read_next`` starts the next group's reads, called once this group's are in (they
+    then run while this group is written). A kill before the removal leaves records that the next pass merges
     again into identical documents."""
-    reads = {db: pools.read.submit(_read, couch, db, date) for db, _, _ in group}
     done: list[tuple[str, bool]] = []
     prepared: list[_Prepared] = []
     for db, user, permitted in group:
@@ -326,6 +335,7 @@ def _merge_group(couch: Couch, settings: Settings, group: list[tuple[str, str, b
             prepared.append(todo)
         elif read:
             done.append((db, permitted))
+    read_next()
     cap = settings.interaction_cap
     try:
         report.documents_written += _write_days(
@@ -440,10 +450,20 @@ def run_pass(couch: Couch, settings: Settings, *, date: str | None = None, full:
             ThreadPoolExecutor(FINISH_THREADS, thread_name_prefix="merge-finish") as finisher:
         pools = _Pools(reader, finisher)
         finishing: list[Future[_Finished]] = []
-        for number, start in enumerate(range(0, len(todo), group), 1):
-            # the previous group's databases are finished while this group is read, merged and written; no
-            # more than one group's records wait in memory for their removal
-            ahead = _merge_group(couch, settings, todo[start : start + group], report, date, refs, pools)
+        groups = [todo[start : start + group] for start in range(0, len(todo), group)]
+        reading: list[dict[str, Future[_Read]]] = [_start_reads(couch, groups[0], date, pools)] if groups else []
+
+        def read_next(k: int) -> Callable[[], None]:
+            def start() -> None:
+                if k + 1 < len(groups):
+                    reading.append(_start_reads(couch, groups[k + 1], date, pools))
+            return start
+
+        for number, members in enumerate(groups, 1):
+            # the previous group's databases are finished while this group is read, merged and written, and
+            # the next group is read while this one is written; no more than two groups' records in memory
+            ahead = _merge_group(couch, settings, members, report, date, refs, pools, reading.pop(0),
+                                 read_next(number - 1))
             _finished(report, finishing, known)
             finishing = ahead
             if number % POSITIONS_EVERY == 0:
