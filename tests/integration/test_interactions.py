@@ -268,8 +268,9 @@ def test_the_interval_pass_reads_only_the_meta_databases_changed_since_the_last_
 
 def test_groups_of_users_are_merged_while_the_previous_group_is_finished(couch: Couch, tracked: Settings) -> None:
     """Groups of 2 meta databases: each group read (several at once, while the group before is written),
-    merged and written while the previous group's records are removed and its checkpoints moved. Every user's records end merged once, none is
-    left, every database has its checkpoint, and a second pass writes nothing."""
+    merged and written while the previous group's records are removed and its checkpoints moved. Every user's
+    records end merged once, none is left, every database has its checkpoint, and a second pass writes
+    nothing."""
     s = tracked
     users = ["greg", "nora", *(f"chw{n}" for n in range(5))]
     for user in users[2:]:
