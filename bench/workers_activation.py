@@ -33,6 +33,7 @@ import subprocess
 import sys
 import time
 import tracemalloc
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -75,13 +76,18 @@ RAW_GROUP = 20  # areas (of ~500 structures) read from the read model per step o
 PLANS = {"fi": "Dynamic-FI", "irs": "Dynamic-IRS"}
 
 
+def _documents(kind: str, structures: int, per_area: int) -> Iterator[Doc]:
+    docs = operational_areas(SEED, area_size(structures, per_area))
+    if kind == "irs":  # Dynamic-IRS visits structures: no families or members needed
+        return (d for d in docs if d.get("type") == "Feature")
+    return iter(docs)
+
+
 def seed(couch: Couch, settings: Settings, kind: str, structures: int, per_area: int) -> tuple[int, int, int]:
     """Load the areas; returns (structures, areas, documents written)."""
     size = area_size(structures, per_area)
-    docs = operational_areas(SEED, size)
-    if kind == "irs":  # Dynamic-IRS visits structures: no families or members needed
-        docs = (d for d in docs if d.get("type") == "Feature")
-    return size.areas * size.structures_per_area, size.areas, load(couch, settings.dbs.main, docs)
+    written = load(couch, settings.dbs.main, _documents(kind, structures, per_area))
+    return size.areas * size.structures_per_area, size.areas, written
 
 
 def new_plan(couch: Couch, settings: Settings, kind: str, n: int) -> Doc:
@@ -92,7 +98,7 @@ def new_plan(couch: Couch, settings: Settings, kind: str, n: int) -> Doc:
 
 
 def activation_pass(couch: Couch, settings: Settings, kind: str, n: int, *, raw: bool,
-                    trace: bool, awake: bool = True) -> dict[str, Any]:
+                    trace: bool, awake: bool = True, loaded: tuple[str, int, int] | None = None) -> dict[str, Any]:
     """One plan created, digested, activated and timed; then (``raw``) its tasks written raw. ``awake``: the
     worker runs as ``fieldsync work`` runs it (feeds read by threads of their own, the activation in its chore
     thread), timed until its progress says done; else in rounds until idle (``--until-idle``, the tests)."""
@@ -142,6 +148,12 @@ def activation_pass(couch: Couch, settings: Settings, kind: str, n: int, *, raw:
         out["raw_views_tasks"], out["raw_views_s"] = raw_pass(couch, settings, str(plan["identifier"]), views=True)
         _progress(f"raw pass with the main database's views: {out['raw_views_tasks']:,} tasks in "
                   f"{out['raw_views_s']:.1f} s")
+        if loaded:
+            settle_background(couch)
+            out["raw_loaded_tasks"], out["raw_loaded_s"] = raw_pass(couch, settings, str(plan["identifier"]),
+                                                                    loaded=loaded)
+            _progress(f"raw pass into a database loaded like main: {out['raw_loaded_tasks']:,} tasks in "
+                      f"{out['raw_loaded_s']:.1f} s")
     return out
 
 
@@ -150,17 +162,24 @@ def _progress(line: str) -> None:
     print(f"  [{time.strftime('%H:%M:%S')}] {line}", file=sys.stderr, flush=True)
 
 
-def raw_pass(couch: Couch, settings: Settings, plan_identifier: str, *, views: bool = False) -> tuple[int, float]:
+def raw_pass(couch: Couch, settings: Settings, plan_identifier: str, *, views: bool = False,
+             loaded: tuple[str, int, int] | None = None) -> tuple[int, float]:
     """The plan's tasks (``_rev`` stripped) written raw into a fresh database: (count, s of writing only).
     They are read from the worker's read model, not a view (the first query of a view over 100,000s of
     documents would build its index in the middle of the run), ``RAW_GROUP`` areas at a time: a million tasks
     are never in memory at once. ``views``: the fresh database holds the main database's design documents, so
     the server maintains the same views while it takes the writes (CouchDB 3 indexes them in the background
-    after each write), as it does during the activation."""
+    after each write), as it does during the activation. ``loaded`` (kind, structures, per area): the database
+    first holds the documents the main database held before the activation (loaded again, not timed), so
+    that the writes go into a database of the same size."""
     store = Store(readmodel_path(settings))
-    db = fresh_db(couch, "benchraw-views" if views else "benchraw-tasks")
-    if views:
+    db = fresh_db(couch, "benchraw-loaded" if loaded else "benchraw-views" if views else "benchraw-tasks")
+    if views or loaded:
         couch.save_many(db, design_docs_for("main"))
+    if loaded:
+        kind, structures, per_area = loaded
+        load(couch, db, _documents(kind, structures, per_area))
+        settle_background(couch, views_of=db)
     count, seconds = 0, 0.0
     try:
         keys = store.keys_of("task-group", plan_identifier)
@@ -191,7 +210,7 @@ def rebuild(couch: Couch, settings: Settings, data_dir: Path) -> dict[str, Any]:
 
 
 def measure(structures: int, per_area: int, *, raw: bool, trace: bool, kind: str = "fi",
-            repeat: int = 1, awake: bool = True) -> dict[str, Any]:
+            repeat: int = 1, awake: bool = True, raw_loaded: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {"plan": PLANS[kind], "mode": "awake" if awake else "rounds"}
     with bench_server() as server:
         couch, settings = server.couch, server.settings
@@ -204,7 +223,8 @@ def measure(structures: int, per_area: int, *, raw: bool, trace: bool, kind: str
         out["rss_before_activation_mib"] = maxrss_mib()
         _progress(f"digested {stats.changes:,} changes in {out['digest_s']:.1f} s; "
                   f"RSS {out['rss_before_activation_mib']:.1f} MiB")
-        out["passes"] = [activation_pass(couch, settings, kind, n, raw=raw, trace=trace, awake=awake)
+        loaded = (kind, structures, per_area) if raw_loaded else None
+        out["passes"] = [activation_pass(couch, settings, kind, n, raw=raw, trace=trace, awake=awake, loaded=loaded)
                         for n in range(repeat)]
         out.update(out["passes"][0])  # the peak RSS of the first activation: later ones follow a raw pass
         if raw:
@@ -240,6 +260,10 @@ def report(m: dict[str, Any]) -> None:
             with_views = rate(p["raw_views_tasks"], p["raw_views_s"])
             print(f"  raw, with views  {p['raw_views_s']:8.1f} s  the same into a fresh db holding the main database's "
                   f"design documents  {with_views:8,.0f} tasks/s: ratio {worker / with_views:.2f}")
+        if "raw_loaded_s" in p:
+            loaded = rate(p["raw_loaded_tasks"], p["raw_loaded_s"])
+            print(f"  raw, loaded db   {p['raw_loaded_s']:8.1f} s  the same into a db holding what main held before "
+                  f"the activation (and its design documents)  {loaded:8,.0f} tasks/s: ratio {worker / loaded:.2f}")
     if len(ratios) > 1:
         print(f"  median ratio     {statistics.median(ratios):8.2f}  of {len(ratios)} "
               f"({', '.join(f'{r:.2f}' for r in ratios)})")
@@ -295,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", action="store_true",
                         help="time the activation in rounds until idle (--until-idle, the tests' way), not awake as "
                         "`fieldsync work` runs it")
+    parser.add_argument("--raw-loaded", action="store_true",
+                        help="a third raw pass, into a database loaded with what main held before the activation")
     parser.add_argument("--memory", action="store_true", help="peak memory at --sizes, one subprocess each")
     parser.add_argument("--sizes", default="10000,50000")
     parser.add_argument("--no-tracemalloc", action="store_true", help="--memory: RSS only (faster)")
@@ -311,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(measure(args.structures, args.per_area, raw=False, trace=args.trace, kind=args.plan)))
         return 0
     report(measure(args.structures, args.per_area, raw=True, trace=False, kind=args.plan, repeat=args.repeat,
-                   awake=not args.rounds))
+                   awake=not args.rounds, raw_loaded=args.raw_loaded))
     return 0
 
 

@@ -50,6 +50,7 @@ class OwnWrites:
         self._seen: set[int] = set()
         self._order: deque[int] = deque()
         self._lock = threading.Lock()  # a parallel worker's batches add from several threads
+        self._settled = threading.Condition(self._lock)
         self._expected: dict[str, Doc] = {}  # id -> content of a write sent whose answer is not in yet
 
     # ------------------------------------------------------------------ writes in flight
@@ -66,9 +67,17 @@ class OwnWrites:
         with self._lock:
             for doc_id in ids:
                 self._expected.pop(doc_id, None)
+            self._settled.notify_all()
 
     def expecting(self, doc_id: str) -> bool:
         return doc_id in self._expected
+
+    def wait_settled(self, ids: Iterable[str], timeout: float) -> bool:
+        """Until none of ``ids`` is in flight any more (their answers are in, their revisions known), or
+        ``timeout`` seconds; True when none is."""
+        wanted = list(ids)
+        with self._settled:
+            return self._settled.wait_for(lambda: not any(i in self._expected for i in wanted), timeout)
 
     def claim(self, doc: Doc) -> bool:
         """True when ``doc`` (a revision read from the server) holds exactly the content of a write of this

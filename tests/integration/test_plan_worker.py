@@ -330,6 +330,65 @@ def test_a_raced_update_is_evaluated_again_over_fresh_reads(
     assert parked == []
 
 
+def test_a_feed_page_of_writes_in_flight_waits_for_their_answers_instead_of_reading_them(
+    couch: Couch, initialised: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Awake, the feed lists an activation's tasks a little before their writer has the answers. The follower
+    waits for those answers (``INFLIGHT_WAIT_S``) rather than have the read model read the tasks' bodies back
+    (27,000 reads of an activation's 68,000 tasks on CouchDB, 20% of the server's CPU during it): with
+    every answer 0.2 s late here, each page waits and no body of the activation's tasks is read."""
+    s = initialised
+    docs = list(operational_areas("wait", AreaSize(areas=2, structures_per_area=10)))
+    couch.save_many(s.dbs.main, [dict(d) for d in docs])
+    draft = {**_fi_plan(uid("wait", "district")), "status": "draft"}
+    couch.put(s.dbs.main, draft)
+    _run(couch, s)
+    plan = {**draft, "status": "active"}
+    couch.put(s.dbs.main, plan)
+    built = build(["plans"], couch, s)
+    [worker] = built.handlers
+    assert isinstance(worker, PlanWorker)
+    remember, read, wait_settled = worker.model.remember, worker.model._read, worker.own_writes.wait_settled
+    fetched: list[str] = []
+    waited: list[bool] = []
+
+    activation: set[str] = set()
+
+    def late(written: Any) -> None:
+        written = list(written)
+        if threading.current_thread().name.startswith("activation-"):
+            time.sleep(0.2)  # the answer comes late: the feed shows the tasks first
+            activation.update(str(d["_id"]) for d in written)
+        remember(written)
+
+    def reading(wanted: dict[str, int]) -> Any:
+        fetched.extend(wanted)
+        return read(wanted)
+
+    def waiting(ids: Any, timeout: float) -> bool:
+        done = wait_settled(ids, timeout)
+        waited.append(done)
+        return done
+
+    # the mechanism, not the production bound: a loaded machine may answer later than INFLIGHT_WAIT_S
+    monkeypatch.setattr(worker_module, "INFLIGHT_WAIT_S", 10.0)
+    monkeypatch.setattr(worker.model, "remember", late)
+    monkeypatch.setattr(worker.model, "_read", reading)
+    monkeypatch.setattr(worker.own_writes, "wait_settled", waiting)
+    runner = Runner(couch, s, built.handlers, chores=built.chores, discover_every=0, wait_s=1)
+    stop = threading.Event()
+    thread = threading.Thread(target=runner.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        assert _until(lambda: _activation_done(couch, s), 120, 0.2)
+    finally:
+        stop.set()
+        thread.join(60)
+    assert activation and any(waited), "the feed never listed a write in flight"
+    assert all(waited), "an answer came later than the wait"
+    assert not set(fetched) & activation, "tasks of the activation's writes were read back"
+
+
 def test_an_activation_task_the_feed_lists_before_its_answer_is_known_as_the_workers_own(
     couch: Couch, initialised: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:

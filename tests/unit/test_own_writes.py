@@ -67,3 +67,20 @@ def test_a_write_in_flight_is_claimed_by_its_content_only() -> None:
     assert ("t1", "1-a") in own
     own.settle(["t1"])
     assert not own.expecting("t1") and not own.claim({**sent, "_rev": "1-d"})
+
+
+def test_waiting_for_writes_in_flight_ends_when_their_answers_are_in_or_at_the_bound() -> None:
+    """A reader waits for the answers of writes in flight (they settle in another thread) and goes on as soon
+    as the ones it asked about are in; ids nobody writes are not waited for; a write that never answers ends
+    the wait at its bound."""
+    own = OwnWrites()
+    own.expect([{"_id": "a"}, {"_id": "b"}, {"_id": "c"}])
+    assert own.wait_settled(["x"], 0.0)  # not in flight: nothing to wait for
+    assert not own.wait_settled(["a"], 0.05)  # no answer: the bound
+    timer = threading.Timer(0.1, own.settle, args=(["a", "b"],))
+    timer.start()
+    try:
+        assert own.wait_settled(["a", "b"], 10.0)
+    finally:
+        timer.join()
+    assert not own.expecting("a") and own.expecting("c")

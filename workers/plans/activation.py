@@ -223,12 +223,13 @@ class Activation:
         self.own.expect(docs)
         try:
             result = couch.save_many(self.db, docs, chunk=chunk)
-            # known as our own by revision (before the feed shows them to the follower, mostly)
+            # in the index, then known as our own by revision, and only then no longer in flight: a follower
+            # that has waited for them (PlanWorker.page_read) finds them in the index and need not read them
+            ok = {r["id"] for r in result.ok}
+            self.model.remember([d for d in docs if d["_id"] in ok and d.get("_rev")])
             self.own.add_results(result.ok)
         finally:
             self.own.settle(d["_id"] for d in docs)
-        ok = {r["id"] for r in result.ok}
-        self.model.remember([d for d in docs if d["_id"] in ok and d.get("_rev")])
         return result
 
     def _settle_ended(self) -> None:

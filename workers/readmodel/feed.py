@@ -18,7 +18,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,9 @@ class ReadModel:
         self._lock = threading.Lock()
         self.rebuilt = False
         self._followed: Any = None  # the end of the last page of the follower's applied (see follow)
+        # given by the worker: waits (a little) for those of the ids it has writes of in flight; True when it
+        # waited for any. The index then holds their revisions from the answers, and need not read them
+        self.in_flight: Callable[[list[str]], bool] | None = None
 
     # ------------------------------------------------------------------ opening
 
@@ -218,6 +221,10 @@ class ReadModel:
             if doc_id and not doc_id.startswith("_design/"):
                 latest[doc_id] = change
         held = store.revs(list(latest))
+        unknown = [doc_id for doc_id, change in latest.items() if not change.get("deleted")
+                   and [str(r.get("rev")) for r in change.get("changes", []) if r.get("rev")] != [held.get(doc_id)]]
+        if unknown and self.in_flight is not None and self.in_flight(unknown):
+            held.update(store.revs(unknown))  # what the answers waited for brought in
         wanted: dict[str, int] = {}  # id -> the lowest revision generation a read of it may answer
         out: list[Doc] = []
         for doc_id, change in latest.items():
