@@ -33,7 +33,6 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -317,12 +316,12 @@ def _start_reads(couch: Couch, group: list[tuple[str, str, bool]], date: str | N
 
 def _merge_group(couch: Couch, settings: Settings, group: list[tuple[str, str, bool]], report: PassReport,
                  date: str | None, refs: frozenset[str], pools: _Pools, reads: dict[str, Future[_Read]],
-                 read_next: Callable[[], None] = lambda: None) -> list[Future[_Finished]]:
+                 following: list[tuple[str, str, bool]]) -> tuple[list[Future[_Finished]], dict[str, Future[_Read]]]:
     """Merge a group of meta databases (``(db, user, permitted)``, ``reads``: their reads under way): their
     days merged and written together (:func:`_write_days`), and only then their records removed and their
-    checkpoints moved: returned as the futures of those finishing requests, which the caller lets run while it
-    reads the next group. ``read_next`` starts the next group's reads, called once this group's are in (they
-    then run while this group is written). A kill before the removal leaves records that the next pass merges
+    checkpoints moved. Returns the futures of those finishing requests, which the caller lets run while it
+    merges the next group, and the reads of the ``following`` group, started once this group's are in (they
+    run while this group is written). A kill before the removal leaves records that the next pass merges
     again into identical documents."""
     done: list[tuple[str, bool]] = []
     prepared: list[_Prepared] = []
@@ -335,7 +334,7 @@ def _merge_group(couch: Couch, settings: Settings, group: list[tuple[str, str, b
             prepared.append(todo)
         elif read:
             done.append((db, permitted))
-    read_next()
+    reads_next = _start_reads(couch, following, date, pools)
     cap = settings.interaction_cap
     try:
         report.documents_written += _write_days(
@@ -357,8 +356,9 @@ def _merge_group(couch: Couch, settings: Settings, group: list[tuple[str, str, b
     # (its records removed, then its checkpoint), several at once: these are requests to different databases,
     # a purge being a committed write of its own
     jobs = [(p.db, p.permitted, p.leaves) for p in prepared] + [(db, permitted, []) for db, permitted in done]
-    return [pools.finish.submit(_finish, couch, settings, db, permitted, leaves, _position(reads[db]))
-            for db, permitted, leaves in jobs]
+    finishing = [pools.finish.submit(_finish, couch, settings, db, permitted, leaves, _position(reads[db]))
+                 for db, permitted, leaves in jobs]
+    return finishing, reads_next
 
 
 def _position(read: Future[_Read]) -> Any:
@@ -451,19 +451,12 @@ def run_pass(couch: Couch, settings: Settings, *, date: str | None = None, full:
         pools = _Pools(reader, finisher)
         finishing: list[Future[_Finished]] = []
         groups = [todo[start : start + group] for start in range(0, len(todo), group)]
-        reading: list[dict[str, Future[_Read]]] = [_start_reads(couch, groups[0], date, pools)] if groups else []
-
-        def read_next(k: int) -> Callable[[], None]:
-            def start() -> None:
-                if k + 1 < len(groups):
-                    reading.append(_start_reads(couch, groups[k + 1], date, pools))
-            return start
-
+        reads = _start_reads(couch, groups[0], date, pools) if groups else {}
         for number, members in enumerate(groups, 1):
             # the previous group's databases are finished while this group is read, merged and written, and
             # the next group is read while this one is written; no more than two groups' records in memory
-            ahead = _merge_group(couch, settings, members, report, date, refs, pools, reading.pop(0),
-                                 read_next(number - 1))
+            following = groups[number] if number < len(groups) else []
+            ahead, reads = _merge_group(couch, settings, members, report, date, refs, pools, reads, following)
             _finished(report, finishing, known)
             finishing = ahead
             if number % POSITIONS_EVERY == 0:

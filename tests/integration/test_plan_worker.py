@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -66,6 +67,20 @@ def _until(condition: Callable[[], bool], seconds: float, pause: float = 0.05) -
     while not condition() and time.monotonic() < deadline:
         time.sleep(pause)
     return condition()
+
+
+@contextmanager
+def _awake(couch: Couch, settings: Settings, built: Any) -> Iterator[None]:
+    """The built workers run awake, as ``fieldsync work`` runs them (a runner thread), until the block ends."""
+    runner = Runner(couch, settings, built.handlers, chores=built.chores, discover_every=0, wait_s=1)
+    stop = threading.Event()
+    thread = threading.Thread(target=runner.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(60)
 
 
 def _activation_done(couch: Couch, settings: Settings) -> bool:
@@ -142,21 +157,17 @@ def test_an_activation_waiting_for_its_writes_lets_feed_batches_run(
     built = build(["plans"], couch, s)
     [worker] = built.handlers
     seen = _recording(worker, monkeypatch)
-    runner = Runner(couch, s, built.handlers, chores=built.chores, discover_every=0, wait_s=1)
-    stop = threading.Event()
-    thread = threading.Thread(target=runner.run, args=(stop,), daemon=True)
-    thread.start()
-    try:
-        for _ in range(activation.PIPELINE):  # the pipeline is full: the activation has to wait
-            assert held.acquire(timeout=120), "the activation's writes never started"
-        couch.put(s.dbs.main, {"_id": "a-change-meanwhile", "type": "Note"})
-        assert _until(lambda: "a-change-meanwhile" in seen, 30), "the feed batch waited for the activation's writes"
-        release.set()
-        _until(lambda: _activation_done(couch, s), 120, 0.2)
-    finally:
-        release.set()
-        stop.set()
-        thread.join(60)
+    with _awake(couch, s, built):
+        try:
+            for _ in range(activation.PIPELINE):  # the pipeline is full: the activation has to wait
+                assert held.acquire(timeout=120), "the activation's writes never started"
+            couch.put(s.dbs.main, {"_id": "a-change-meanwhile", "type": "Note"})
+            assert _until(lambda: "a-change-meanwhile" in seen, 30), (
+                "the feed batch waited for the activation's writes")
+            release.set()
+            _until(lambda: _activation_done(couch, s), 120, 0.2)
+        finally:
+            release.set()
     expected = activate(plan, InMemoryLookup([*docs, plan]), datetime.now(UTC))
     assert set(_tasks(couch, s)) == {t["_id"] for t in expected.tasks}
 
@@ -381,15 +392,8 @@ def test_a_feed_page_of_writes_in_flight_waits_for_their_answers_instead_of_read
     monkeypatch.setattr(worker.model, "remember", late)
     monkeypatch.setattr(worker.model, "_read", reading)
     monkeypatch.setattr(worker.own_writes, "wait_settled", waiting)
-    runner = Runner(couch, s, built.handlers, chores=built.chores, discover_every=0, wait_s=1)
-    stop = threading.Event()
-    thread = threading.Thread(target=runner.run, args=(stop,), daemon=True)
-    thread.start()
-    try:
+    with _awake(couch, s, built):
         assert _until(lambda: _activation_done(couch, s), 120, 0.2)
-    finally:
-        stop.set()
-        thread.join(60)
     assert activation and any(waited), "the feed never listed a write in flight"
     assert all(waited), "an answer came later than the wait"
     assert not set(fetched) & activation, "tasks of the activation's writes were read back"
@@ -428,29 +432,24 @@ def test_an_activation_task_the_feed_lists_before_its_answer_is_known_as_the_wor
         add_results(results)
 
     monkeypatch.setattr(worker.own_writes, "add_results", late_answers)
-    runner = Runner(couch, s, built.handlers, chores=built.chores, discover_every=0, wait_s=1)
-    stop = threading.Event()
-    thread = threading.Thread(target=runner.run, args=(stop,), daemon=True)
-    thread.start()
-    try:
-        assert answers.acquire(timeout=120), "the activation never wrote"
-        people_at = worker._events_at  # the plan's activation (someone else's change) was the last
-        written = {t["_id"]: t for t in _tasks(couch, s).values()}
-        assert written, "the first write's tasks are not on the server"
-        assert _until(lambda: all((i, t["_rev"]) in worker.own_writes for i, t in written.items()), 60), (
-            "never known as its own")
-        assert not set(seen) & set(written), "the feed rule evaluated the activation's own tasks"
-        assert set(seen) == {plan["_id"]}
-        assert worker._events_at == people_at, "the activation's own tasks passed for people's changes"
-        edited = next(iter(written.values()))
-        couch.put(s.dbs.main, {**edited, "businessStatus": "Not Eligible", "status": "Completed"})
-        assert _until(lambda: edited["_id"] in seen, 60), (
-            "a device's edit of a task in flight was taken for the worker's own")
-        release.set()
-        _until(lambda: _activation_done(couch, s), 120, 0.2)
-    finally:
-        release.set()
-        stop.set()
-        thread.join(60)
+    with _awake(couch, s, built):
+        try:
+            assert answers.acquire(timeout=120), "the activation never wrote"
+            people_at = worker._events_at  # the plan's activation (someone else's change) was the last
+            written = {t["_id"]: t for t in _tasks(couch, s).values()}
+            assert written, "the first write's tasks are not on the server"
+            assert _until(lambda: all((i, t["_rev"]) in worker.own_writes for i, t in written.items()), 60), (
+                "never known as its own")
+            assert not set(seen) & set(written), "the feed rule evaluated the activation's own tasks"
+            assert set(seen) == {plan["_id"]}
+            assert worker._events_at == people_at, "the activation's own tasks passed for people's changes"
+            edited = next(iter(written.values()))
+            couch.put(s.dbs.main, {**edited, "businessStatus": "Not Eligible", "status": "Completed"})
+            assert _until(lambda: edited["_id"] in seen, 60), (
+                "a device's edit of a task in flight was taken for the worker's own")
+            release.set()
+            _until(lambda: _activation_done(couch, s), 120, 0.2)
+        finally:
+            release.set()
     expected = activate(plan, InMemoryLookup([*docs, plan]), datetime.now(UTC))
     assert set(_tasks(couch, s)) == {t["_id"] for t in expected.tasks}

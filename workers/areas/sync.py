@@ -40,6 +40,7 @@ from workers.couch import Couch, Doc
 from workers.follower import Worker
 from workers.logs import log_event
 from workers.parallel import CouchPool
+from workers.readmodel.store import generation
 from workers.settings import Settings
 
 log = logging.getLogger("fieldsync.sync")
@@ -423,8 +424,8 @@ class EarlyDocs:
 
     def learn_plans(self, plans: list[Doc]) -> None:
         with self._lock:
-            known = self._plans or {}
-            self._plans = known
+            if self._plans is None:
+                self._plans = {}
         for plan in plans:
             self._keep_plan(plan)
 
@@ -464,15 +465,9 @@ class EarlyDocs:
             if self._plans is None:
                 return
             held = self._plans.get(doc_id)
-            if held is not None and _generation(held) > _generation(doc):
+            if held is not None and generation(str(held.get("_rev", ""))) > generation(str(doc.get("_rev", ""))):
                 return  # the view's answer was newer than this page of the feed
             if doc.get("_deleted") or not doc.get("jurisdiction"):
                 self._plans.pop(doc_id, None)  # the view lists plans with jurisdictions only
             else:
                 self._plans[doc_id] = doc
-
-
-def _generation(doc: Doc) -> int:
-    head = str(doc.get("_rev", "0")).partition("-")[0]
-    return int(head) if head.isdigit() else 0
-

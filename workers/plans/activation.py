@@ -224,7 +224,7 @@ class Activation:
         try:
             result = couch.save_many(self.db, docs, chunk=chunk)
             # in the index, then known as our own by revision, and only then no longer in flight: a follower
-            # that has waited for them (PlanWorker.page_read) finds them in the index and need not read them
+            # that has waited for them (PlanWorker._wait_in_flight) finds them in the index and need not read them
             ok = {r["id"] for r in result.ok}
             self.model.remember([d for d in docs if d["_id"] in ok and d.get("_rev")])
             self.own.add_results(result.ok)
