@@ -129,13 +129,12 @@ def merge_user(records: Iterable[Record], *, cap: int = DEFAULT_CAP) -> dict[str
     return {date: merge_day(day, cap=cap) for date, day in group_by_day(records).items()}
 
 
-def _detail_order(detail: str | None) -> tuple[int, str]:
-    return (-1, "") if detail is None else (len(detail), detail)
-
-
 def _order(element: Element) -> tuple[Any, ...]:
+    """The order of interactions (the module's doc): time, life-cycle rank, ref, detail as a number, then the
+    rest of the identity and the occurrence."""
     (device, started, session, ts, action, ref, detail), occurrence = element
-    return (ts, ACTION_RANK[action], ref or "", _detail_order(detail), device, started, session, occurrence)
+    detail_order = (-1, "") if detail is None else (len(detail), detail)
+    return (ts, ACTION_RANK[action], ref or "", detail_order, device, started, session, occurrence)
 
 
 def _fingerprint(element: Element) -> str:
@@ -146,16 +145,6 @@ def _fingerprint(element: Element) -> str:
 def _version_order(version: str) -> tuple[Any, ...]:
     parts = tuple((1, int(p), "") if p.isdigit() else (0, 0, p) for p in re.split(r"[.:+~_-]", version))
     return (version != "unknown", parts, version)
-
-
-def _event_json(key: EventKey) -> dict[str, Any]:
-    _, _, _, ts, action, ref, detail = key
-    out: dict[str, Any] = {"action": action, "timestamp": ts}
-    if ref is not None:
-        out["ref"] = ref
-    if detail is not None:
-        out["detail"] = detail
-    return out
 
 
 def merge_day(records: Iterable[Record], *, cap: int = DEFAULT_CAP) -> list[dict[str, Any]]:
@@ -186,9 +175,9 @@ def merge_day(records: Iterable[Record], *, cap: int = DEFAULT_CAP) -> list[dict
         if isinstance(record, DailyInteractionLog):
             known_dropped[device].update(record.dropped)
         local: Counter[EventKey] = Counter(
-            (device, s.startedAt, s.session, e.timestamp, e.action, e.ref, e.detail)
+            (device, s.startedAt, s.session, ts, action, ref, detail)
             for s in record.sessions
-            for e in s.events
+            for action, ts, ref, detail in s.events
         )
         for key, n in local.items():
             if n > counts.get(key, 0):
@@ -205,9 +194,13 @@ def merge_day(records: Iterable[Record], *, cap: int = DEFAULT_CAP) -> list[dict
     cap_reached = len(kept) >= cap or any(dropped.values())
 
     sessions: dict[str, dict[tuple[int, str], list[dict[str, Any]]]] = {device: {} for device in versions}
-    for key, _ in kept:
-        device, started, session = key[0], key[1], key[2]
-        sessions[device].setdefault((started, session), []).append(_event_json(key))
+    for (device, started, session, ts, action, ref, detail), _ in kept:
+        event: dict[str, Any] = {"action": action, "timestamp": ts}
+        if ref is not None:
+            event["ref"] = ref
+        if detail is not None:
+            event["detail"] = detail
+        sessions[device].setdefault((started, session), []).append(event)
 
     out: list[dict[str, Any]] = []
     for device in sorted(versions):

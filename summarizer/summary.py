@@ -57,21 +57,27 @@ def summarize(
     first: int | None = None
     last: int | None = None
     for session in sessions:
+        events = session["events"]
+        if not events:
+            continue
+        # a session's events are in time order: its first and last give its bounds
+        start, end = events[0]["timestamp"], events[-1]["timestamp"]
+        first = start if first is None else min(first, start)
+        last = end if last is None else max(last, end)
         list_open: int | None = None
         attempt: int | None = None
         saved = completed = False
         previous: str | None = None
-        for event in session["events"]:
+        for event in events:
             action: str = event["action"]
             ts: int = event["timestamp"]
             actions[action] += 1
-            if "ref" in event:
-                refs[event["ref"]] += 1
+            ref = event.get("ref")
+            if ref is not None:
+                refs[ref] += 1
             if previous is not None:
                 transitions[previous][action] += 1
             previous = action
-            first = ts if first is None else min(first, ts)
-            last = ts if last is None else max(last, ts)
 
             if action == "task_list:open":
                 if list_open is not None:

@@ -7,7 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
+from validators import interaction
 from validators.errors import DocumentError
 from validators.interaction import (
     ACTIONS,
@@ -236,3 +238,51 @@ def test_the_daily_document_model() -> None:
 
 def test_daily_doc_id() -> None:
     assert daily_doc_id("greg", "dev-1", "2026-03-27") == "interaction-2026-03-27-greg-dev-1"
+
+
+class _Str(str):
+    """A str subclass: strict validation may treat it apart; the plain check must leave it to the model."""
+
+
+EVENT_MUTATIONS: list[Callable[[dict[str, Any]], Any]] = [
+    *(mutate for _, mutate, field in REFUSALS if field.startswith(E3)),
+    lambda d: event(d).update(timestamp=float(T0)),  # accepted by the model, as its integer
+    lambda d: event(d).update(detail=6),  # accepted by the model, as "6"
+    lambda d: event(d).update(ref=_Str("person_create")),
+    lambda d: event(d).update(action=["task:open"]),
+    lambda d: event(d).update(timestamp=4_102_444_800_000),
+    lambda d: event(d).update(timestamp=946_684_800_000 - 1),
+    lambda d: event(d).pop("action"),
+    lambda d: event(d).update(detail=""),
+    lambda d: event(d).update(ref=""),
+    lambda d: d["sessions"][0].update(events=tuple(d["sessions"][0]["events"])),
+]
+
+
+@pytest.mark.parametrize("number", range(len(EVENT_MUTATIONS)))
+def test_the_plain_check_of_events_never_accepts_what_the_model_refuses(number: int) -> None:
+    """Events are checked in plain Python first (:func:`validators.interaction._plain_events`), the model
+    taking over for anything that check does not accept: whatever the check accepts, the model accepts as the
+    very same events, and what the model refuses the check never accepts."""
+    doc = good_record()
+    EVENT_MUTATIONS[number](doc)
+    events = doc["sessions"][0]["events"]
+    plain = interaction._plain_events(events)
+    try:
+        by_model = tuple(
+            interaction.Interaction(e.action, e.timestamp, e.ref, e.detail)
+            for e in interaction._EVENTS.validate_python(events)
+        )
+    except ValidationError:
+        assert plain is None
+        with pytest.raises(DocumentError):
+            validate_record(doc, expected_user="greg")
+        return
+    assert plain is None or plain == by_model
+    assert validate_record(doc, expected_user="greg").sessions[0].events == by_model
+
+
+def test_plain_events_are_the_records_events() -> None:
+    record = validate_record(good_record(), expected_user="greg")
+    assert interaction._plain_events(good_record()["sessions"][0]["events"]) == record.sessions[0].events
+    assert record.sessions[0].events[1] == ("task_list:loaded", T0 + 10, None, "4")
