@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import resource
 import secrets
 import socket
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -393,3 +395,70 @@ def spread(values: list[float], scale: float = 1000.0) -> str:
         return "no samples"
     return (f"p50 {percentile(values, 0.50) * scale:8.1f}  p95 {percentile(values, 0.95) * scale:8.1f}  "
             f"max {max(values) * scale:8.1f}")
+
+
+def _listener_pid(port: int) -> int | None:
+    """The local process listening on ``port`` (Linux ``/proc``), or None (another machine, another OS)."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # state LISTEN
+                inodes.add(fields[9])
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            for fd in (proc / "fd").iterdir():
+                link = fd.readlink().as_posix()
+                if link.startswith("socket:[") and link[8:-1] in inodes:
+                    return int(proc.name)
+        except OSError:
+            continue
+    return None
+
+
+def _cpu_of_tree(root: int) -> float:
+    """CPU seconds (user + system) of ``root`` and every process below it (CouchDB's couchjs, node's
+    children), those still running."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    cpu: dict[int, float] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        children.setdefault(int(fields[1]), []).append(int(proc.name))
+        cpu[int(proc.name)] = (int(fields[11]) + int(fields[12])) / ticks
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += cpu.get(pid, 0.0)
+        todo.extend(children.get(pid, []))
+    return total
+
+
+class ServerCpu:
+    """The CPU seconds the measured server spends, read from ``/proc`` when it runs on this machine (its
+    listening process and every process below it): ``take()`` returns the seconds since the last call, or
+    None when the server is not a local process."""
+
+    def __init__(self, url: str) -> None:
+        port = urlsplit(url).port
+        self.pid = _listener_pid(port) if port else None
+        self.last = _cpu_of_tree(self.pid) if self.pid else 0.0
+
+    def take(self) -> float | None:
+        if self.pid is None:
+            return None
+        now = _cpu_of_tree(self.pid)
+        spent, self.last = now - self.last, now
+        return spent

@@ -55,6 +55,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (
+    ServerCpu,
     add_server_args,
     bench_server,
     maxrss_mib,
@@ -297,19 +298,24 @@ def measure(args: argparse.Namespace, *, raw: bool) -> dict[str, Any]:
         out["cap"] = settings.interaction_cap
         setup(couch, settings, args, out)
         counting = CountingCouch(couch)
+        server_cpu = ServerCpu(settings.couch_url)
         if raw:
+            server_cpu.take()
             out["raw_s"], out["raw_records"], out["raw_events"] = raw_changes(counting, settings)
             out["raw_requests"] = counting.take()
+            out["raw_server_cpu_s"] = server_cpu.take()
         out["rss_before_pass_mib"] = maxrss_mib()
         profiler = cProfile.Profile() if args.profile else None
         if args.trace:
             tracemalloc.start()
         if profiler:
             profiler.enable()
+        server_cpu.take()
         started, cpu = time.perf_counter(), time.process_time()
         report = job.run_pass(counting, settings, full=True)
         out["pass_s"] = time.perf_counter() - started
         out["pass_cpu_s"] = time.process_time() - cpu
+        out["pass_server_cpu_s"] = server_cpu.take()
         out["pass_requests"] = counting.take()
         if profiler:
             profiler.disable()
@@ -360,6 +366,9 @@ def report(m: dict[str, Any]) -> None:
         print(f"  tracemalloc peak   {m['tracemalloc_peak_mib']:8.1f} MiB during the pass")
     print(f"  where the pass's time goes: {m['pass_cpu_s']:.1f} s CPU in this process (parse, merge, JSON, HTTP "
           f"client), the rest waiting for the server")
+    if m.get("pass_server_cpu_s") is not None:
+        raw_cpu = f", the raw read {m['raw_server_cpu_s']:.1f} s" if m.get("raw_server_cpu_s") is not None else ""
+        print(f"    the server's own CPU (its processes, from /proc): the pass {m['pass_server_cpu_s']:.1f} s{raw_cpu}")
     for name in ("raw_requests", "pass_requests"):
         if name in m:
             calls = m[name]

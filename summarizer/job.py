@@ -167,10 +167,10 @@ def _write_day(couch: Couch, settings: Settings, user: str, day: str, records: l
     raise RuntimeError(f"daily documents of {user} on {day} kept changing during the merge")
 
 
-def _write_days(couch: Couch, settings: Settings, days: dict[tuple[str, str], list[InteractionLog]],
-                cap: int) -> int:
-    """Merge and write many users' days: per day, one read of the users' daily documents, then one
-    ``_bulk_docs`` for them all; a user's day that a concurrent pass wrote meanwhile is merged again alone."""
+def _merge_days(couch: Couch, settings: Settings, days: dict[tuple[str, str], list[InteractionLog]],
+                cap: int) -> list[Doc]:
+    """The merged documents of many users' days that differ from what is written: per day, one read of the
+    users' daily documents (one id range), then each user's day merged."""
     users_by_day: dict[str, list[str]] = defaultdict(list)
     for user, day in days:
         users_by_day[day].append(user)
@@ -179,12 +179,25 @@ def _write_days(couch: Couch, settings: Settings, days: dict[tuple[str, str], li
         existing = _daily_docs(couch, settings, users, day)
         for user in users:
             writes += _day_writes(days[(user, day)], existing[user], cap)
+    return writes
+
+
+def _save_days(couch: Couch, settings: Settings, days: dict[tuple[str, str], list[InteractionLog]],
+               writes: list[Doc], cap: int) -> int:
+    """Write ``writes`` (:func:`_merge_days` of ``days``) in one ``_bulk_docs``; a user's day that a
+    concurrent pass wrote meanwhile is merged again alone."""
     result = couch.save_many(settings.dbs.users_meta, writes)
     written = len(result.ok)
     failed = set(result.conflicts) | {str(e.get("id")) for e in result.errors}
     for user, day in sorted({_user_day(doc) for doc in writes if doc["_id"] in failed}):
         written += _write_day(couch, settings, user, day, days[(user, day)], cap)
     return written
+
+
+def _write_days(couch: Couch, settings: Settings, days: dict[tuple[str, str], list[InteractionLog]],
+                cap: int) -> int:
+    """Merge and write many users' days (:func:`_merge_days`, then :func:`_save_days`)."""
+    return _save_days(couch, settings, days, _merge_days(couch, settings, days, cap), cap)
 
 
 def _user_day(doc: Doc) -> tuple[str, str]:
@@ -316,13 +329,12 @@ def _start_reads(couch: Couch, group: list[tuple[str, str, bool]], date: str | N
 
 def _merge_group(couch: Couch, settings: Settings, group: list[tuple[str, str, bool]], report: PassReport,
                  date: str | None, refs: frozenset[str], pools: _Pools, reads: dict[str, Future[_Read]],
-                 following: list[tuple[str, str, bool]]) -> tuple[list[Future[_Finished]], dict[str, Future[_Read]]]:
+                 following: list[tuple[str, str, bool]]) -> tuple[Future[_Written], dict[str, Future[_Read]]]:
     """Merge a group of meta databases (``(db, user, permitted)``, ``reads``: their reads under way): their
-    days merged and written together (:func:`_write_days`), and only then their records removed and their
-    checkpoints moved. Returns the futures of those finishing requests, which the caller lets run while it
-    merges the next group, and the reads of the ``following`` group, started once this group's are in (they
-    run while this group is written). A kill before the removal leaves records that the next pass merges
-    again into identical documents."""
+    days merged here, then written together by the pass's writer thread (:func:`_write_group`), which only
+    then has their records removed and their checkpoints moved. Returns that write, which the caller lets run
+    while it merges the next group, and the reads of the ``following`` group, started once this group's are
+    in. A kill before the removal leaves records that the next pass merges again into identical documents."""
     done: list[tuple[str, bool]] = []
     prepared: list[_Prepared] = []
     for db, user, permitted in group:
@@ -336,29 +348,44 @@ def _merge_group(couch: Couch, settings: Settings, group: list[tuple[str, str, b
             done.append((db, permitted))
     reads_next = _start_reads(couch, following, date, pools)
     cap = settings.interaction_cap
+    days = {(p.user, day): records for p in prepared for day, records in p.days.items()}
     try:
-        report.documents_written += _write_days(
-            couch, settings, {(p.user, day): records for p in prepared for day, records in p.days.items()}, cap)
+        writes: list[Doc] | None = _merge_days(couch, settings, days, cap)
     except FieldsyncError:
-        # a write the server refuses: each user's days alone, so that only that user's merge fails
+        writes = None  # the writer merges each user alone
+    positions = {db: _position(read) for db, read in reads.items()}
+    return pools.write.submit(_write_group, couch, settings, prepared, done, days, writes, cap, positions,
+                              pools), reads_next
+
+
+def _write_group(couch: Couch, settings: Settings, prepared: list[_Prepared], done: list[tuple[str, bool]],
+                 days: dict[tuple[str, str], list[InteractionLog]], writes: list[Doc] | None, cap: int,
+                 positions: dict[str, Any], pools: _Pools) -> _Written:
+    """(The writer thread.) Write a group's merged days in one ``_bulk_docs``; when the server refuses it,
+    each user's days alone, so that only that user's merge fails. Only then are the merged databases
+    finished (their records removed, then their checkpoints moved), several at once: these are requests to
+    different databases, a purge being a committed write of its own."""
+    out = _Written()
+    try:
+        if writes is None:
+            raise FieldsyncError("the group's daily documents could not be read")
+        out.documents = _save_days(couch, settings, days, writes, cap)
+    except FieldsyncError:
         merged = []
         for p in prepared:
             try:
-                report.documents_written += _write_days(
-                    couch, settings, {(p.user, day): records for day, records in p.days.items()}, cap)
+                alone = {(p.user, day): records for day, records in p.days.items()}
+                out.documents += _write_days(couch, settings, alone, cap)
                 merged.append(p)
             except FieldsyncError as exc:
-                report.failed += 1
+                out.failed += 1
                 log_event(log, "merge failed", logging.ERROR, db=p.db, user=p.user,
                           error=f"{exc.__class__.__name__}: {str(exc)[:300]}")
         prepared = merged
-    # only now: the sources are merged (and the invalid ones parked). Each database is finished on its own
-    # (its records removed, then its checkpoint), several at once: these are requests to different databases,
-    # a purge being a committed write of its own
     jobs = [(p.db, p.permitted, p.leaves) for p in prepared] + [(db, permitted, []) for db, permitted in done]
-    finishing = [pools.finish.submit(_finish, couch, settings, db, permitted, leaves, _position(reads[db]))
-                 for db, permitted, leaves in jobs]
-    return finishing, reads_next
+    out.finishing = [pools.finish.submit(_finish, couch, settings, db, permitted, leaves, positions[db])
+                     for db, permitted, leaves in jobs]
+    return out
 
 
 def _position(read: Future[_Read]) -> Any:
@@ -367,19 +394,32 @@ def _position(read: Future[_Read]) -> Any:
     return read.result().position if read.done() and read.exception() is None else None
 
 
-def _finished(report: PassReport, futures: list[Future[_Finished]], known: dict[str, Doc]) -> None:
-    for future in futures:
-        finished = future.result()
+def _written(report: PassReport, future: Future[_Written], known: dict[str, Doc]) -> None:
+    """Wait for a group's write and then for its databases to be finished; count them in the report."""
+    written = future.result()
+    report.documents_written += written.documents
+    report.failed += written.failed
+    for finishing in written.finishing:
+        finished = finishing.result()
         report.removed += finished.removed
         known[finished.db] = finished.position
 
 
 @dataclass
 class _Pools:
-    """A pass's threads: the reads of a group's databases, and the finishing of the previous group's."""
+    """A pass's threads: the reads of a group's databases, the writer of the merged groups (one at a time, in
+    order) and the finishing of the written groups' databases."""
 
     read: ThreadPoolExecutor
+    write: ThreadPoolExecutor
     finish: ThreadPoolExecutor
+
+
+@dataclass
+class _Written:
+    documents: int = 0
+    failed: int = 0
+    finishing: list[Future[_Finished]] = field(default_factory=list)
 
 
 @dataclass
@@ -447,21 +487,24 @@ def run_pass(couch: Couch, settings: Settings, *, date: str | None = None, full:
     # users in name order: a group's daily documents of a day are one id range of the users-meta database
     todo.sort(key=lambda item: item[1])
     with ThreadPoolExecutor(READ_THREADS, thread_name_prefix="merge-read") as reader, \
+            ThreadPoolExecutor(1, thread_name_prefix="merge-write") as writer, \
             ThreadPoolExecutor(FINISH_THREADS, thread_name_prefix="merge-finish") as finisher:
-        pools = _Pools(reader, finisher)
-        finishing: list[Future[_Finished]] = []
+        pools = _Pools(reader, writer, finisher)
+        writing: Future[_Written] | None = None
         groups = [todo[start : start + group] for start in range(0, len(todo), group)]
         reads = _start_reads(couch, groups[0], date, pools) if groups else {}
         for number, members in enumerate(groups, 1):
-            # the previous group's databases are finished while this group is read, merged and written, and
-            # the next group is read while this one is written; no more than two groups' records in memory
+            # while this group is merged: the next group is read, the previous one written and then its
+            # databases finished; no more than three groups' records in memory
             following = groups[number] if number < len(groups) else []
             ahead, reads = _merge_group(couch, settings, members, report, date, refs, pools, reads, following)
-            _finished(report, finishing, known)
-            finishing = ahead
+            if writing is not None:
+                _written(report, writing, known)
+            writing = ahead
             if number % POSITIONS_EVERY == 0:
                 _save_positions(couch, settings, known)
-        _finished(report, finishing, known)
+        if writing is not None:
+            _written(report, writing, known)
     if todo:
         _save_positions(couch, settings, known)
     report.ms = round((time.perf_counter() - started) * 1000, 1)
