@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (
     CHUNK,
+    ServerCpu,
     activate,
     add_server_args,
     area_size,
@@ -112,7 +113,7 @@ def activation_pass(couch: Couch, settings: Settings, kind: str, n: int, *, raw:
     activate(couch, settings, str(plan["_id"]))
     if trace:
         tracemalloc.start()
-    cpu = time.process_time()
+    cpu, server_cpu = time.process_time(), ServerCpu(settings.couch_url)
     _progress(f"activation {n + 1} starting")
     if awake:
         name = activation.progress_name(str(plan["_id"]))
@@ -125,6 +126,7 @@ def activation_pass(couch: Couch, settings: Settings, kind: str, n: int, *, raw:
     else:
         out["activation_s"], stats = run_workers(couch, settings, ["plans"])
     out["cpu_s"] = time.process_time() - cpu  # the worker's own CPU (every thread): what it leaves the server
+    out["server_cpu_s"] = server_cpu.take()
     out["rss_after_activation_mib"] = maxrss_mib()  # before the raw pass
     _progress(f"activation {n + 1}: {out['activation_s']:.1f} s, peak RSS {out['rss_after_activation_mib']:.1f} MiB")
     if trace:
@@ -142,16 +144,16 @@ def activation_pass(couch: Couch, settings: Settings, kind: str, n: int, *, raw:
         # activation and slowed it 2-4x: sessions 5 and 6's ratios of 0.45-0.63 were against such a pass)
         out["settle_s"] = settle_background(couch, views_of=settings.dbs.main)
         _progress(f"the server's background work after the activation ended {out['settle_s']:.1f} s later")
-        out["raw_tasks"], out["raw_s"] = raw_pass(couch, settings, str(plan["identifier"]))
+        out["raw_tasks"], out["raw_s"], out["raw_server_cpu_s"] = raw_pass(couch, settings, str(plan["identifier"]))
         _progress(f"raw pass: {out['raw_tasks']:,} tasks in {out['raw_s']:.1f} s")
         settle_background(couch)
-        out["raw_views_tasks"], out["raw_views_s"] = raw_pass(couch, settings, str(plan["identifier"]), views=True)
+        out["raw_views_tasks"], out["raw_views_s"], _ = raw_pass(couch, settings, str(plan["identifier"]), views=True)
         _progress(f"raw pass with the main database's views: {out['raw_views_tasks']:,} tasks in "
                   f"{out['raw_views_s']:.1f} s")
         if loaded:
             settle_background(couch)
-            out["raw_loaded_tasks"], out["raw_loaded_s"] = raw_pass(couch, settings, str(plan["identifier"]),
-                                                                    loaded=loaded)
+            out["raw_loaded_tasks"], out["raw_loaded_s"], out["raw_loaded_server_cpu_s"] = raw_pass(
+                couch, settings, str(plan["identifier"]), loaded=loaded)
             _progress(f"raw pass into a database loaded like main: {out['raw_loaded_tasks']:,} tasks in "
                       f"{out['raw_loaded_s']:.1f} s")
     return out
@@ -163,8 +165,9 @@ def _progress(line: str) -> None:
 
 
 def raw_pass(couch: Couch, settings: Settings, plan_identifier: str, *, views: bool = False,
-             loaded: tuple[str, int, int] | None = None) -> tuple[int, float]:
-    """The plan's tasks (``_rev`` stripped) written raw into a fresh database: (count, s of writing only).
+             loaded: tuple[str, int, int] | None = None) -> tuple[int, float, float | None]:
+    """The plan's tasks (``_rev`` stripped) written raw into a fresh database: (count, s of writing only, the
+    server's CPU seconds while writing, None when it is not a local process).
     They are read from the worker's read model, not a view (the first query of a view over 100,000s of
     documents would build its index in the middle of the run), ``RAW_GROUP`` areas at a time: a million tasks
     are never in memory at once. ``views``: the fresh database holds the main database's design documents, so
@@ -181,17 +184,20 @@ def raw_pass(couch: Couch, settings: Settings, plan_identifier: str, *, views: b
         load(couch, db, _documents(kind, structures, per_area))
         settle_background(couch, views_of=db)
     count, seconds = 0, 0.0
+    server_cpu, cpu_s = ServerCpu(settings.couch_url), 0.0
     try:
         keys = store.keys_of("task-group", plan_identifier)
         for start in range(0, len(keys), RAW_GROUP):
             found = store.by_key("task-group", keys[start : start + RAW_GROUP], plan_identifier)
             tasks = [strip_rev(doc) for docs in found.values() for doc in docs]
+            server_cpu.take()
             seconds += raw_bulk_docs(couch, db, tasks, chunk=CHUNK)
+            cpu_s += server_cpu.take() or 0.0
             count += len(tasks)
     finally:
         store.close()
     couch.delete_db(db)
-    return count, seconds
+    return count, seconds, cpu_s if server_cpu.pid else None
 
 
 def rebuild(couch: Couch, settings: Settings, data_dir: Path) -> dict[str, Any]:
@@ -253,6 +259,12 @@ def report(m: dict[str, Any]) -> None:
             print(f"  raw _bulk_docs   {p['raw_s']:8.1f} s  {p['raw_tasks']:,} tasks (same documents, fresh db, "
                   f"chunks of {CHUNK})  {raw:8,.0f} tasks/s")
             print(f"  ratio            {ratios[-1]:8.2f}  (worker tasks/s / raw _bulk_docs tasks/s; target >= 0.5)")
+            if p.get("server_cpu_s") is not None and p.get("raw_server_cpu_s") is not None:
+                per_task = 1e6 / max(1, p["tasks_written"])
+                print(f"  server CPU       {p['server_cpu_s']:8.1f} s  during the activation "
+                      f"({p['server_cpu_s'] * per_task:,.0f} us per task), {p['raw_server_cpu_s']:.1f} s during the "
+                      f"raw pass ({p['raw_server_cpu_s'] * 1e6 / max(1, p['raw_tasks']):,.0f} us per task); its "
+                      "processes, from /proc")
             print(f"  settled          {p.get('settle_s', 0.0):8.1f} s  (the server's indexing and compaction "
                   f"after the activation, waited out before the raw passes; before it: "
                   f"{p.get('settle_before_s', 0.0):.1f} s)")
@@ -264,6 +276,8 @@ def report(m: dict[str, Any]) -> None:
             loaded = rate(p["raw_loaded_tasks"], p["raw_loaded_s"])
             print(f"  raw, loaded db   {p['raw_loaded_s']:8.1f} s  the same into a db holding what main held before "
                   f"the activation (and its design documents)  {loaded:8,.0f} tasks/s: ratio {worker / loaded:.2f}")
+            if p.get("raw_loaded_server_cpu_s") is not None:
+                print(f"                   server CPU {p['raw_loaded_server_cpu_s']:.1f} s during that pass")
     if len(ratios) > 1:
         print(f"  median ratio     {statistics.median(ratios):8.2f}  of {len(ratios)} "
               f"({', '.join(f'{r:.2f}' for r in ratios)})")

@@ -37,6 +37,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (
+    ServerCpu,
     add_server_args,
     audit_count,
     bench_server,
@@ -148,8 +149,13 @@ def measure(count: int, chunk: int | None) -> dict[str, Any]:
         out["conflicted_before"] = count_conflicted(couch, settings.dbs.main)[1]
         out["conflicted_before_raw"] = count_conflicted(couch, raw_db)[1]
 
+        server_cpu = ServerCpu(settings.couch_url)
         out["raw_s"], out["raw_settled"], out["raw_writes"] = raw_pass(couch, raw_db, count, chunk)
+        out["raw_server_cpu_s"] = server_cpu.take()
+        cpu = time.process_time()
         out["resolver_s"], stats = run_workers(couch, settings, ["conflicts"])
+        out["resolver_cpu_s"] = time.process_time() - cpu
+        out["resolver_server_cpu_s"] = server_cpu.take()
         out["resolver_changes"] = stats.changes
         out["resolver_writes"] = stats.writes
         out["resolver_batches"] = stats.batches
@@ -180,6 +186,11 @@ def report(m: dict[str, Any]) -> None:
     print(f"  raw pass         {m['raw_s']:8.1f} s  {m['raw_settled']:,} documents settled, {m['raw_writes']:,} "
           f"writes (_bulk_get + _bulk_docs per {m['chunk']} documents, fresh db)  {raw:8,.0f} docs/s")
     print(f"  ratio            {resolver / raw:8.2f}  (resolver resolutions/s / raw _bulk_get+_bulk_docs docs/s)")
+    server = ""
+    if m.get("resolver_server_cpu_s") is not None:
+        server = (f"; the server's own CPU (its processes, from /proc): {m['resolver_server_cpu_s']:.1f} s during the "
+                  f"resolver, {m['raw_server_cpu_s']:.1f} s during the raw pass")
+    print(f"  CPU              {m['resolver_cpu_s']:8.1f} s  in this process during the resolver{server}")
     print(f"  check            main: {m['conflicted_after']:,} of {m['docs_main']:,} documents still conflicted, "
           f"{m['audited']:,} conflict audit records (expected {n:,}): "
           f"{'ok' if m['conflicted_after'] == 0 and m['audited'] == n else 'NOT OK'}")
