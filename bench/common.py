@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from demo.synthetic import AreaSize, operational_areas, uid
 from workers import embedded, provision
 from workers.couch import Couch, Doc
-from workers.errors import NotFound
+from workers.errors import NotFound, ServerError
 from workers.evaluator.templates import new_plan_from_template
 from workers.registry import build
 from workers.runner import Runner, RunStats
@@ -175,6 +175,23 @@ BACKGROUND = ("indexer", "view_compaction", "database_compaction")
 QUIET_S = 5.0  # background work is over once none has been listed for this long (the indexer starts late)
 
 
+def _view_built(couch: Couch, db: str, ddoc_id: str, view: str, deadline: float) -> None:
+    """Query ``view`` until it answers (its index built) or the deadline passes. CouchDB answers a query whose
+    index takes longer to build than its own request timeout with a 500 ``timeout`` while the build goes on
+    (900,000 new tasks in main's views): the query is then asked again."""
+    while True:
+        left = deadline - time.perf_counter()
+        if left <= 0:
+            return
+        try:
+            couch.request("GET", db, ddoc_id, "_view", view, params={"limit": 0}, timeout=left)
+            return
+        except ServerError as error:
+            if "timeout" not in str(error):
+                raise
+            time.sleep(1.0)
+
+
 def settle_background(couch: Couch, timeout: float = 900.0, *, views_of: str | None = None) -> float:
     """Wait until the server has no view indexing or compaction under way (CouchDB's ``_active_tasks``: its
     background indexer and compaction daemon keep working on what a run wrote after the run), so that a raw
@@ -189,8 +206,7 @@ def settle_background(couch: Couch, timeout: float = 900.0, *, views_of: str | N
         for ddoc in couch.all_docs(views_of, startkey="_design/", endkey="_design0", include_docs=True):
             doc = ddoc.get("doc") or {}
             if doc.get("autoupdate") is not False and doc.get("views"):
-                couch.request("GET", views_of, doc["_id"], "_view", next(iter(doc["views"])),
-                              params={"limit": 0}, timeout=timeout)
+                _view_built(couch, views_of, str(doc["_id"]), next(iter(doc["views"])), deadline)
     quiet_since: float | None = None
     while time.perf_counter() < deadline:
         try:
