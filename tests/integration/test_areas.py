@@ -156,16 +156,27 @@ def test_an_events_tasks_take_the_fast_lane_to_the_area_ahead_of_mains_feed(
         assert ana.push("area", url)["docs_written"] == 2
         # the sync worker copies the device's writes to main (its area feed), the plan worker evaluates them
         # (main's feed); nobody fans main's feed out
-        assert sync.process(area_db, couch.changes(area_db, area_seq, include_docs=False).results) == 2
-        main_changes = couch.changes(s.dbs.main, main_seq, include_docs=False).results
+        assert sync.process(area_db, _feed_after(couch, area_db, area_seq, 2)) == 2
+        main_changes = _feed_after(couch, s.dbs.main, main_seq, 2)
         assert plans.process(s.dbs.main, main_changes) == 2
         ana.pull("area", url)
         tasks = {d["code"] for d in ana.docs("area") if d.get("type") == "Task" and d.get("for") == "s-fast"}
         assert tasks == {"Register Structure", "IRS"}
     # main's feed, fanned out in order afterwards, has nothing left to copy for the area
-    fresh = couch.changes(s.dbs.main, main_seq, include_docs=True).results
+    fresh = _feed_after(couch, s.dbs.main, main_seq, 4, include_docs=True)
     task_changes = [c for c in fresh if (c.get("doc") or {}).get("type") == "Task"]
     assert len(task_changes) == 2 and sync.process(s.dbs.main, task_changes) == 0
+
+
+def _feed_after(couch: Couch, db: str, since: Any, count: int, *, include_docs: bool = False) -> list[Doc]:
+    """The changes of ``db`` after ``since`` once it lists at least ``count`` of them (at most 30 s): on a
+    cluster a feed read just after a write may come from a shard copy that has yet to take it."""
+    deadline = time.monotonic() + 30
+    while True:
+        results = couch.changes(db, since, include_docs=include_docs).results
+        if len(results) >= count or time.monotonic() > deadline:
+            return results
+        time.sleep(0.2)
 
 
 def test_the_door_refuses_what_a_device_may_not_write(
