@@ -361,16 +361,18 @@ def _merge_group(couch: Couch, settings: Settings, group: list[tuple[str, str, b
 def _write_group(couch: Couch, settings: Settings, prepared: list[_Prepared], done: list[tuple[str, bool]],
                  days: dict[tuple[str, str], list[InteractionLog]], writes: list[Doc] | None, cap: int,
                  positions: dict[str, Any], pools: _Pools) -> _Written:
-    """(The writer thread.) Write a group's merged days in one ``_bulk_docs``; when the server refuses it,
-    each user's days alone, so that only that user's merge fails. Only then are the merged databases
-    finished (their records removed, then their checkpoints moved), several at once: these are requests to
-    different databases, a purge being a committed write of its own."""
+    """(The writer thread.) Write a group's merged days in one ``_bulk_docs``; when they could not be merged
+    together (``writes`` None) or the server refuses them, each user's days alone, so that only that user's
+    merge fails. Only then are the merged databases finished (their records removed, then their checkpoints
+    moved), several at once: these are requests to different databases, a purge being a committed write of its
+    own."""
     out = _Written()
-    try:
-        if writes is None:
-            raise FieldsyncError("the group's daily documents could not be read")
-        out.documents = _save_days(couch, settings, days, writes, cap)
-    except FieldsyncError:
+    if writes is not None:
+        try:
+            out.documents = _save_days(couch, settings, days, writes, cap)
+        except FieldsyncError:
+            writes = None
+    if writes is None:
         merged = []
         for p in prepared:
             try:

@@ -44,6 +44,7 @@ Error reasons never repeat the refused value: it may be the very answer or name 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from typing import Annotated, Any, Literal, NamedTuple, get_args
 
@@ -53,10 +54,10 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainValidator,
     StrictInt,
     TypeAdapter,
     ValidationError,
-    WrapValidator,
     field_validator,
     model_validator,
 )
@@ -178,19 +179,9 @@ class Interaction(NamedTuple):
 
 
 _EVENTS = TypeAdapter(list[Event])
-_KNOWN_CACHE = 4096  # refs and details seen valid, remembered (a programme has a few dozen of each)
-_known_refs: set[str] = set()
-_known_details: set[str] = set()
-
-
-def _known(value: str, pattern: re.Pattern[str], known: set[str]) -> bool:
-    if value in known:
-        return True
-    if not pattern.fullmatch(value):
-        return False
-    if len(known) < _KNOWN_CACHE:
-        known.add(value)
-    return True
+@functools.lru_cache(maxsize=4096)  # a programme has a few dozen refs and details: each checked once
+def _matches(pattern: re.Pattern[str], value: str) -> bool:
+    return pattern.fullmatch(value) is not None
 
 
 def _plain_events(value: object) -> tuple[Interaction, ...] | None:
@@ -211,15 +202,15 @@ def _plain_events(value: object) -> tuple[Interaction, ...] | None:
             return None
         if type(action) is not str or action not in ACTION_RANK or type(ts) is not int or not MIN_MS <= ts < MAX_MS:
             return None
-        if ref is not None and (type(ref) is not str or not _known(ref, _REF, _known_refs)):
+        if ref is not None and (type(ref) is not str or not _matches(_REF, ref)):
             return None
-        if detail is not None and (type(detail) is not str or not _known(detail, _DETAIL, _known_details)):
+        if detail is not None and (type(detail) is not str or not _matches(_DETAIL, detail)):
             return None
         append(Interaction(action, ts, ref, detail))
     return tuple(out)
 
 
-def _events(value: object, _handler: Any) -> tuple[Interaction, ...]:
+def _events(value: object) -> tuple[Interaction, ...]:
     plain = _plain_events(value)
     if plain is not None:
         return plain
@@ -229,7 +220,7 @@ def _events(value: object, _handler: Any) -> tuple[Interaction, ...]:
 class Session(_Strict):
     session: Key
     startedAt: Millis
-    events: Annotated[tuple[Interaction, ...], WrapValidator(_events)]
+    events: Annotated[tuple[Interaction, ...], PlainValidator(_events)]
 
 
 class Metadata(_Strict):
