@@ -7,7 +7,14 @@ of the same task-shaped documents (``_bulk_docs`` of 500) into:
 
 - a fresh database (the activation benchmark's baseline);
 - a database preloaded with generated areas (structures, families, members), no design documents;
-- the same, with the main database's design documents (views built while the tasks come in, as on main).
+- the same, with the main database's design documents (views built while the tasks come in, as on main);
+- preloaded, two requests at a time (the plan worker keeps two writes in flight: ``activation.PIPELINE``);
+- the same, while a follower reads the database's feed (longpoll, without documents, as the plan worker's
+  follower reads main's feed during an activation).
+
+Each line also gives the server's own CPU per task (its processes, from ``/proc``, where it runs here): together
+they take the activation's gap to the fresh baseline apart into what the server does differently for the
+worker's writes (session 13).
 
 Figures only: never a pass/fail on time.
 
@@ -18,18 +25,45 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import CHUNK, add_server_args, area_size, bench_server, fresh_db, load, quiet_logs, use_server_args
+from bench.common import (
+    CHUNK,
+    ServerCpu,
+    add_server_args,
+    area_size,
+    bench_server,
+    fresh_db,
+    load,
+    quiet_logs,
+    settle_background,
+    use_server_args,
+)
 from couch_design.loader import design_docs_for
 from demo.synthetic import operational_areas
 from workers.couch import Couch, Doc
 
-KINDS = ("fresh", "preloaded", "preloaded + main's design documents")
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    preloaded: bool = False
+    design: bool = False
+    writers: int = 1  # _bulk_docs requests at the server at once
+    follower: bool = False  # a longpoll reader of the feed meanwhile
+
+
+KINDS = (Kind("fresh"), Kind("preloaded", preloaded=True),
+         Kind("preloaded + main's design documents", preloaded=True, design=True),
+         Kind("preloaded, 2 requests at a time", preloaded=True, writers=2),
+         Kind("preloaded, 2 at a time + a feed reader", preloaded=True, writers=2, follower=True))
 
 
 def tasks(count: int) -> list[Doc]:
@@ -40,11 +74,44 @@ def tasks(count: int) -> list[Doc]:
              "focus": "action-1"} for i in range(count)]
 
 
-def rate(couch: Couch, db: str, docs: list[Doc]) -> float:
+def rate(couch: Couch, db: str, docs: list[Doc], writers: int = 1) -> float:
+    parts = [[dict(d) for d in docs[start : start + CHUNK]] for start in range(0, len(docs), CHUNK)]
     started = time.perf_counter()
-    for start in range(0, len(docs), CHUNK):
-        couch.bulk_docs(db, [dict(d) for d in docs[start : start + CHUNK]])
+    if writers == 1:
+        for part in parts:
+            couch.bulk_docs(db, part)
+    else:
+        local = threading.local()
+
+        def write(part: list[Doc]) -> None:
+            if not hasattr(local, "couch"):
+                local.couch = couch.clone()
+            local.couch.bulk_docs(db, part)
+
+        with ThreadPoolExecutor(writers) as pool:
+            list(pool.map(write, parts))
     return len(docs) / (time.perf_counter() - started)
+
+
+class FeedReader:
+    """A longpoll reader of ``db``'s feed from now on, on a thread of its own, until :meth:`stop`."""
+
+    def __init__(self, couch: Couch, db: str) -> None:
+        self.couch, self.db, self.rows, self.requests = couch.clone(), db, 0, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="feed-reader", daemon=True)
+        self._since = couch.changes(db, "now", limit=1, include_docs=False).last_seq
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            page = self.couch.changes(self.db, self._since, limit=2000, include_docs=False, style="all_docs",
+                                      longpoll=1.0)
+            self._since, self.rows, self.requests = page.last_seq, self.rows + len(page.results), self.requests + 1
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,13 +132,26 @@ def main(argv: list[str] | None = None) -> int:
             for kind in KINDS:
                 db = fresh_db(couch, "baseline")
                 preloaded = 0
-                if kind != "fresh":
+                if kind.preloaded:
                     preloaded = load(couch, db, operational_areas("baseline", area_size(args.structures)))
-                if kind.endswith("design documents"):
+                if kind.design:
                     for doc in design_docs_for("main"):
                         couch.put(db, dict(doc))
-                print(f"  round {n}  {kind:<38} {rate(couch, db, batch):8,.0f} tasks/s"
-                      + (f"  ({preloaded:,} documents there before)" if preloaded else ""), flush=True)
+                if preloaded:
+                    # the server's indexing and compaction of the load end first, as the activation benchmark
+                    # has them end before the activation (they would otherwise take the pass's server time)
+                    settle_background(couch, views_of=db)
+                reader = FeedReader(couch, db) if kind.follower else None
+                cpu = ServerCpu(server.settings.couch_url)
+                tasks_s = rate(couch, db, [dict(d, _id=str(uuid.uuid4())) for d in batch], kind.writers)
+                spent = cpu.take()
+                if reader is not None:
+                    reader.stop()
+                print(f"  round {n}  {kind.name:<40} {tasks_s:8,.0f} tasks/s"
+                      + (f"  server CPU {spent * 1e6 / len(batch):4.0f} us/task" if spent is not None else "")
+                      + (f"  ({preloaded:,} documents there before)" if preloaded else "")
+                      + (f"  (the reader: {reader.requests} requests, {reader.rows:,} rows)" if reader else ""),
+                      flush=True)
                 couch.delete_db(db)
     return 0
 
