@@ -94,7 +94,8 @@ def rate(couch: Couch, db: str, docs: list[Doc], writers: int = 1) -> float:
 
 
 class FeedReader:
-    """A longpoll reader of ``db``'s feed from now on, on a thread of its own, until :meth:`stop`."""
+    """A reader of ``db``'s feed from now on, on a thread of its own, until :meth:`stop`: as the plan worker's
+    follower reads it (a page at once while it is behind, else a longpoll for the next change)."""
 
     def __init__(self, couch: Couch, db: str) -> None:
         self.couch, self.db, self.rows, self.requests = couch.clone(), db, 0, 0
@@ -104,10 +105,12 @@ class FeedReader:
         self._thread.start()
 
     def _run(self) -> None:
+        behind = False  # the last page was full: read on at once; else wait for the next change (longpoll)
         while not self._stop.is_set():
             page = self.couch.changes(self.db, self._since, limit=2000, include_docs=False, style="all_docs",
-                                      longpoll=1.0)
+                                      longpoll=None if behind else 1.0)
             self._since, self.rows, self.requests = page.last_seq, self.rows + len(page.results), self.requests + 1
+            behind = len(page.results) >= 2000
 
     def stop(self) -> None:
         self._stop.set()
