@@ -29,6 +29,7 @@ from workers.evaluator.actions import EVENT_SUBMISSION, PERIODIC, PLAN_ACTIVATIO
 from workers.evaluator.conditions import Conditions, Pass
 from workers.evaluator.fhir import event_to_questionnaire_response
 from workers.evaluator.fhirpath import PathEngine
+from workers.evaluator.gcpause import cycle_collection_paused
 from workers.evaluator.lookup import Lookup, is_family, is_jurisdiction, residence
 from workers.evaluator.outcome import Outcome, Overlay
 from workers.evaluator.subjects import SCOPE_KINDS, Subject, SubjectKind, Subjects
@@ -265,12 +266,15 @@ def activation_batches(
             yield Batch(jid, [], True, 0, 0)
             continue
         lookup.begin_jurisdiction(jid)  # a lookup may read ahead what this jurisdiction's evaluation reads
-        where = scope(jurisdiction, lookup)
-        evaluator = Evaluator(lookup, now, owner=owner, paths=engine, record=record)
-        evaluator.evaluate(model, PLAN_ACTIVATION, jid, where=where)
-        found = evaluator.outcome.tasks
-        entities = 1 + len(where.structures) + len(where.families) + len(where.members)
-        evaluations = evaluator.outcome.condition_evaluations
+        with cycle_collection_paused():  # the jurisdiction's objects all live until its end (see gcpause)
+            where = scope(jurisdiction, lookup)
+            evaluator = Evaluator(lookup, now, owner=owner, paths=engine, record=record)
+            evaluator.evaluate(model, PLAN_ACTIVATION, jid, where=where)
+            found = evaluator.outcome.tasks
+            entities = 1 + len(where.structures) + len(where.families) + len(where.members)
+            evaluations = evaluator.outcome.condition_evaluations
+            # freed before the collector resumes, which then traverses the tasks alone, not the whole scope
+            del evaluator, where
         if not found:
             yield Batch(jid, [], True, evaluations, entities)
             continue
