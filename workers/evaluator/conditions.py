@@ -48,7 +48,7 @@ class Conditions:
             if condition.concept and target.get("resourceType") != "QuestionnaireResponse":
                 evaluated = self._with_related(condition, subject, target, plan_id, where, state)
             self.outcome.condition_evaluations += 1
-            holds = self.paths.boolean(condition.expression, evaluated, self.today)
+            holds = self.paths.boolean(condition.expression, evaluated, self.today, self.subjects.complete)
             if record is not None:
                 record.append((subject.entity_id, table.label, holds))
             if not holds:

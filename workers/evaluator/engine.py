@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from validators.opensrp import Action, Plan
@@ -32,7 +32,7 @@ from workers.evaluator.fhirpath import PathEngine
 from workers.evaluator.gcpause import cycle_collection_paused
 from workers.evaluator.lookup import Lookup, is_family, is_jurisdiction, residence
 from workers.evaluator.outcome import Outcome, Overlay
-from workers.evaluator.subjects import SCOPE_KINDS, Subject, SubjectKind, Subjects
+from workers.evaluator.subjects import SCOPE_KINDS, Subject, SubjectKind, Subjects, omissible
 from workers.evaluator.tree import Scope, jurisdictions, scope
 
 Doc = dict[str, Any]
@@ -59,7 +59,10 @@ class Evaluator:
         paths: PathEngine | None = None,
         outcome: Outcome | None = None,
         record: list[tuple[str, str, bool]] | None = None,
+        without: frozenset[str] = frozenset(),
     ) -> None:
+        """``without``: Patient elements the clients are converted without, for one plan's evaluation whose
+        expressions never name them (:func:`~workers.evaluator.subjects.omissible`)."""
         self.base = lookup
         self.now = now
         self.today = now.date()
@@ -68,7 +71,7 @@ class Evaluator:
         self.outcome = outcome if outcome is not None else Outcome()
         self.view = Overlay(lookup, self.outcome)
         self.record = record
-        self.subjects = Subjects(lookup, self.view)
+        self.subjects = Subjects(lookup, self.view, without=without)
         self.conditions = Conditions(self.paths, self.subjects, self.outcome, self.today, record)
         self._reevaluating: set[str] = set()
         self._tables: dict[int, tuple[Plan, list[ActionTable]]] = {}
@@ -111,6 +114,10 @@ class Evaluator:
                 return True
         return False
 
+    def _string(self, expression: str, resource: Doc, today: date) -> str | None:
+        """A dynamic value's text, fhirpathpy given the whole resources (see ``without``)."""
+        return self.paths.string(expression, resource, today, self.subjects.complete)
+
     def create(self, table: ActionTable, plan: Plan, jurisdiction_id: str, subject: Subject) -> None:
         entity = subject.entity_id
         identifier = table.new_task.ids(entity)
@@ -121,7 +128,7 @@ class Evaluator:
         if table.creating_changes is not None:
             task.update(table.creating_changes)
         else:
-            task.update(T.dynamic_changes(action, self.paths.string, subject.resource, self.today, creating=True))
+            task.update(T.dynamic_changes(action, self._string, subject.resource, self.today, creating=True))
         if task.get("businessStatus") is None:
             task["businessStatus"] = T.NOT_VISITED
         self.outcome.write(task)
@@ -132,7 +139,7 @@ class Evaluator:
         task = self.view.task(subject.entity_id)
         if task is None:
             return
-        changes = T.dynamic_changes(action, self.paths.string, target, self.today, creating=False)
+        changes = T.dynamic_changes(action, self._string, target, self.today, creating=False)
         if not changes:
             return
         new = T.updated(task, changes, self.now)
@@ -149,6 +156,7 @@ class Evaluator:
             other_doc = self.base.plan(other)
             if other_doc is not None:
                 self._reevaluating.add(other)
+                self.subjects.whole()  # the other plan's expressions may read what this one's did not
                 self.evaluate(Plan.model_validate(other_doc), PLAN_ACTIVATION, jurisdiction_id, event=event)
 
     # plans ------------------------------------------------------------------------------------------------
@@ -255,6 +263,9 @@ def activation_batches(
     """
     model = _plan(plan)
     engine = paths or PathEngine()
+    # the clients are converted without the Patient elements none of the plan's expressions names, where the
+    # fast path evaluates (fhirpathpy alone would be given every resource whole again, each time)
+    without = omissible(text for _, _, text in model.expressions()) if engine.mode == "fast" else frozenset()
     skipping = resume_after is not None
     for jurisdiction in jurisdictions(model.jurisdiction_codes, lookup):
         jid = str(jurisdiction["id"])
@@ -268,7 +279,7 @@ def activation_batches(
         lookup.begin_jurisdiction(jid)  # a lookup may read ahead what this jurisdiction's evaluation reads
         with cycle_collection_paused():  # the jurisdiction's objects all live until its end (see gcpause)
             where = scope(jurisdiction, lookup)
-            evaluator = Evaluator(lookup, now, owner=owner, paths=engine, record=record)
+            evaluator = Evaluator(lookup, now, owner=owner, paths=engine, record=record, without=without)
             evaluator.evaluate(model, PLAN_ACTIVATION, jid, where=where)
             found = evaluator.outcome.tasks
             entities = 1 + len(where.structures) + len(where.families) + len(where.members)

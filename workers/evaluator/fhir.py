@@ -102,10 +102,23 @@ class SharedParts:
         self.attributes: dict[str, dict[str, Doc]] = {}
 
 
-def client_to_patient(doc: Doc, *, shared: SharedParts | None = None) -> Doc:
-    """An OpenSRP Client (family or person) as a FHIR Patient (``shared``: see :class:`SharedParts`)."""
+# the Patient elements a conversion may leave out (``client_to_patient(without=...)``): the costly ones
+OMISSIBLE = frozenset({"identifier", "name"})
+
+
+def client_to_patient(doc: Doc, *, shared: SharedParts | None = None, without: frozenset[str] = frozenset()) -> Doc:
+    """An OpenSRP Client (family or person) as a FHIR Patient (``shared``: see :class:`SharedParts`).
+    ``without``: elements of :data:`OMISSIBLE` left out, for an evaluation whose expressions never read them
+    (:mod:`workers.evaluator.subjects` says when that is safe)."""
     get = doc.get
     out: Doc = {"resourceType": "Patient", "id": doc["baseEntityId"]}
+    if "identifier" not in without:
+        _patient_identifiers(out, get, shared)
+    _patient_rest(out, get, "name" not in without)
+    return out
+
+
+def _patient_identifiers(out: Doc, get: Any, shared: SharedParts | None) -> None:
     identifiers: list[Doc]
     found = get("identifiers")
     identifiers = [{"system": key, "value": str(value)} for key, value in found.items()] if found else []
@@ -139,6 +152,20 @@ def client_to_patient(doc: Doc, *, shared: SharedParts | None = None) -> Doc:
                 identifiers.append({"id": key, "type": {"coding": [{"code": "attribute"}]}, "value": text})
     if identifiers:
         out["identifier"] = identifiers
+
+
+def _patient_rest(out: Doc, get: Any, with_name: bool) -> None:
+    if with_name:
+        _patient_name(out, get)
+    gender = get("gender")
+    if isinstance(gender, str):
+        out["gender"] = gender.lower()
+    birthdate = get("birthdate")
+    if isinstance(birthdate, str) and len(birthdate) >= 10:
+        out["birthDate"] = birthdate[:10]
+
+
+def _patient_name(out: Doc, get: Any) -> None:
     # name parts: present, and not blank text
     first, middle, family = get("firstName"), get("middleName"), get("lastName")
     given: list[Any] = []
@@ -155,13 +182,6 @@ def client_to_patient(doc: Doc, *, shared: SharedParts | None = None) -> Doc:
         if given:
             name["given"] = given
         out["name"] = [name]
-    gender = get("gender")
-    if isinstance(gender, str):
-        out["gender"] = gender.lower()
-    birthdate = get("birthdate")
-    if isinstance(birthdate, str) and len(birthdate) >= 10:
-        out["birthDate"] = birthdate[:10]
-    return out
 
 
 def _item(link_id: str, values: list[Any], definition: str | None = None) -> Doc:

@@ -6,6 +6,7 @@ one expression, ``validators.expressions``), then compiled once (cached) for bot
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
@@ -17,6 +18,7 @@ from workers.evaluator.fhirpath_compat import Collection, Resource, SlowExpressi
 from workers.evaluator.fhirpath_fast import FastExpression, Unsupported, compile_fast
 
 Mode = Literal["fast", "fhirpathpy"]
+Complete = Callable[[Resource], Resource]  # a resource as its whole conversion gives it
 
 
 @dataclass(frozen=True)
@@ -54,16 +56,19 @@ class PathEngine:
         self.timed = timed
         self.seconds = 0.0
 
-    def evaluate(self, expression: str, resource: Resource, today: date) -> Collection:
+    def evaluate(self, expression: str, resource: Resource, today: date,
+                 complete: Complete | None = None) -> Collection:
+        """``complete``: gives fhirpathpy the whole resource where ``resource`` may lack elements the
+        expression never names (:func:`workers.evaluator.subjects.omissible`)."""
         if self.timed:
             started = perf_counter()
             try:
-                return self._evaluate(expression, resource, today)
+                return self._evaluate(expression, resource, today, complete)
             finally:
                 self.seconds += perf_counter() - started
-        return self._evaluate(expression, resource, today)
+        return self._evaluate(expression, resource, today, complete)
 
-    def _evaluate(self, expression: str, resource: Resource, today: date) -> Collection:
+    def _evaluate(self, expression: str, resource: Resource, today: date, complete: Complete | None) -> Collection:
         self.evaluations += 1
         compiled = compile_expression(expression)
         if self.mode == "fast" and compiled.fast is not None:
@@ -73,16 +78,17 @@ class PathEngine:
                 pass
         if self.mode == "fast":
             self.fallbacks += 1
-        return compiled.slow(resource, today)
+        return compiled.slow(resource if complete is None else complete(resource), today)
 
-    def boolean(self, expression: str, resource: Resource, today: date) -> bool:
+    def boolean(self, expression: str, resource: Resource, today: date, complete: Complete | None = None) -> bool:
         """OpenSRP's evaluateBooleanExpression: true only for a single ``true``."""
-        result = self.evaluate(expression, resource, today)
+        result = self.evaluate(expression, resource, today, complete)
         return len(result) == 1 and result[0] is True
 
-    def string(self, expression: str, resource: Resource, today: date) -> str | None:
+    def string(self, expression: str, resource: Resource, today: date,
+               complete: Complete | None = None) -> str | None:
         """OpenSRP's evaluateStringExpression: the first item as text, or None."""
-        result = self.evaluate(expression, resource, today)
+        result = self.evaluate(expression, resource, today, complete)
         if not result:
             return None
         first = result[0]

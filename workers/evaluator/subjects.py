@@ -4,17 +4,20 @@ and each document as its FHIR resource, converted once per evaluation."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from workers.evaluator.fhir import (
+    OMISSIBLE,
     SharedParts,
     client_to_patient,
     event_to_questionnaire_response,
     location_to_fhir,
     task_to_fhir,
 )
+from workers.evaluator.fhirpath_compat import Resource
 from workers.evaluator.lookup import Lookup, is_family, is_jurisdiction, residence
 from workers.evaluator.outcome import Overlay
 from workers.evaluator.tree import Scope
@@ -53,14 +56,59 @@ class Subject:
     doc: Doc
 
 
-class Subjects:
-    """Subjects read through a lookup (``base``) and the pending writes of the evaluation (``view``)."""
+def omissible(expressions: Iterable[str]) -> frozenset[str]:
+    """The Patient elements (of :data:`~workers.evaluator.fhir.OMISSIBLE`) that none of ``expressions`` names,
+    in any case: an evaluation of those expressions alone may convert clients without them.
 
-    def __init__(self, base: Lookup, view: Overlay) -> None:
+    Why that decides as the whole resource would: the fast path reads a resource only through the elements it
+    names (a missing name reads nothing, and neither omissible name is the prefix of a choice type); it counts
+    resources and tests their type (``resourceType``, always kept); and two clients' resources compared whole
+    differ by ``id`` (always kept) with or without the omitted elements, which sit at the top of a resource
+    only. Everything fhirpathpy evaluates (an expression the fast path does not compile, or hands over) is
+    given the whole resources again (:meth:`Subjects.complete`)."""
+    texts = [text.lower() for text in expressions]
+    return frozenset(name for name in OMISSIBLE if not any(name.lower() in text for text in texts))
+
+
+class Subjects:
+    """Subjects read through a lookup (``base``) and the pending writes of the evaluation (``view``).
+    ``without``: Patient elements the clients are converted without (see :func:`omissible`)."""
+
+    def __init__(self, base: Lookup, view: Overlay, *, without: frozenset[str] = frozenset()) -> None:
         self.base = base
         self.view = view
         self._cache: dict[str, Doc] = {}
         self._shared = SharedParts()  # identifier elements the converted clients share (read only)
+        self.without = without
+        self._lean: dict[int, Doc] = {}  # id() of a resource converted without some elements -> its client
+        self._whole: dict[int, Doc] = {}  # the same id() -> the whole conversion, once asked for
+
+    def whole(self) -> None:
+        """From now on, clients are converted whole (another plan is evaluated with these subjects, whose
+        expressions may read what the first plan's did not): the conversions made so far are forgotten."""
+        if self.without:
+            self.without = frozenset()
+            self._cache.clear()
+            self._lean.clear()
+            self._whole.clear()
+
+    def complete(self, resource: Resource) -> Resource:
+        """``resource`` as the whole conversion gives it: a client converted without some elements is converted
+        again whole, and so is each one a target holds in ``contained`` (the targets conditions are evaluated
+        on). Anything else is returned as it is."""
+        lean = self._lean
+        if not lean or not isinstance(resource, dict):
+            return resource
+        doc = lean.get(id(resource))
+        if doc is not None:
+            whole = self._whole.get(id(resource))
+            if whole is None:
+                whole = self._whole[id(resource)] = client_to_patient(doc, shared=self._shared)
+            return whole
+        contained = resource.get("contained")
+        if isinstance(contained, list) and any(id(r) in lean for r in contained):
+            return {**resource, "contained": [self.complete(r) for r in contained]}
+        return resource
 
     def fhir(self, doc: Doc) -> Doc:
         """A location or client as FHIR, converted once per evaluation; events and tasks every time (they
@@ -77,7 +125,9 @@ class Subjects:
             key = "C" + doc["baseEntityId"]
             found = cache.get(key)
             if found is None:
-                found = cache[key] = client_to_patient(doc, shared=self._shared)
+                found = cache[key] = client_to_patient(doc, shared=self._shared, without=self.without)
+                if self.without:
+                    self._lean[id(found)] = doc  # the cache keeps it alive: the id stays its own
             return found
         if kind == "Event":
             return event_to_questionnaire_response(doc)
