@@ -80,17 +80,18 @@ class Subjects:
         self._cache: dict[str, Doc] = {}
         self._shared = SharedParts()  # identifier elements the converted clients share (read only)
         self.without = without
-        self._lean: dict[int, Doc] = {}  # id() of a resource converted without some elements -> its client
+        # id() of a resource converted without some elements -> (that resource, its client): holding the resource
+        # keeps its id its own for as long as the map lives
+        self._lean: dict[int, tuple[Doc, Doc]] = {}
         self._whole: dict[int, Doc] = {}  # the same id() -> the whole conversion, once asked for
 
     def whole(self) -> None:
         """From now on, clients are converted whole (another plan is evaluated with these subjects, whose
-        expressions may read what the first plan's did not): the conversions made so far are forgotten."""
+        expressions may read what the first plan's did not): the conversions cached so far are forgotten, and
+        the lean ones the first plan's evaluation still holds can still be completed."""
         if self.without:
             self.without = frozenset()
             self._cache.clear()
-            self._lean.clear()
-            self._whole.clear()
 
     def complete(self, resource: Resource) -> Resource:
         """``resource`` as the whole conversion gives it: a client converted without some elements is converted
@@ -99,8 +100,9 @@ class Subjects:
         lean = self._lean
         if not lean or not isinstance(resource, dict):
             return resource
-        doc = lean.get(id(resource))
-        if doc is not None:
+        found = lean.get(id(resource))
+        if found is not None:
+            doc = found[1]
             whole = self._whole.get(id(resource))
             if whole is None:
                 whole = self._whole[id(resource)] = client_to_patient(doc, shared=self._shared)
@@ -127,7 +129,7 @@ class Subjects:
             if found is None:
                 found = cache[key] = client_to_patient(doc, shared=self._shared, without=self.without)
                 if self.without:
-                    self._lean[id(found)] = doc  # the cache keeps it alive: the id stays its own
+                    self._lean[id(found)] = (found, doc)
             return found
         if kind == "Event":
             return event_to_questionnaire_response(doc)

@@ -91,3 +91,12 @@ def test_an_activation_decides_the_same_with_lean_clients() -> None:
     assert {t["_id"] for t in fast.tasks} == {t["_id"] for t in slow.tasks}
     assert any(t["code"] == "Blood Screening" and t["for"] == "c-1" for t in fast.tasks)
     assert not any(t["code"] == "Blood Screening" and t["for"] == "c-2" for t in fast.tasks)
+
+
+def test_after_whole_conversions_are_whole_and_earlier_lean_ones_still_complete() -> None:
+    """Another plan evaluated with the same subjects (a global task's plan) may read what the first did not."""
+    subjects = _subjects([_person()])
+    lean = subjects.fhir(_person())
+    subjects.whole()
+    assert subjects.fhir(_person()) == client_to_patient(_person())
+    assert subjects.complete(lean) == client_to_patient(_person())
