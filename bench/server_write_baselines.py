@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                     settle_background(couch, views_of=db)
                 reader = FeedReader(couch, db) if kind.follower else None
                 cpu = ServerCpu(server.settings.couch_url)
-                tasks_s = rate(couch, db, [dict(d, _id=str(uuid.uuid4())) for d in batch], kind.writers)
+                tasks_s = rate(couch, db, batch, kind.writers)  # each kind writes into a database of its own
                 spent = cpu.take()
                 if reader is not None:
                     reader.stop()

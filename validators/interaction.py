@@ -179,6 +179,8 @@ class Interaction(NamedTuple):
 
 
 _EVENTS = TypeAdapter(list[Event])
+
+
 @functools.lru_cache(maxsize=4096)  # a programme has a few dozen refs and details: each checked once
 def _matches(pattern: re.Pattern[str], value: str) -> bool:
     return pattern.fullmatch(value) is not None
