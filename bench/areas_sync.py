@@ -52,6 +52,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
 import sys
 import tempfile
@@ -65,11 +66,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (
+    ServerCpu,
     activate,
     add_server_args,
     area_size,
     audit_count,
     bench_server,
+    cpu_of_trees,
     fresh_db,
     load,
     maxrss_mib,
@@ -439,10 +442,21 @@ def measure_round_trip(devices: int, areas: int, per_area: int, poll: float, tim
                 time.sleep(BUSY_HEAD_START)  # the activation under way before the devices write
                 out["busy_tasks_before"] = _plan_tasks(couch, main, busy_plan, busy_structures)
             barrier = threading.Barrier(devices)
+            # where the machine's CPU goes during the trips: the server, the devices, this process (the workers)
+            server_cpu, device_pids = ServerCpu(settings.couch_url), [d.pid for d in fleet]
+            devices_before, own_before = cpu_of_trees(device_pids), time.process_time()
+            requests_before = server_requests(couch)
             started = time.perf_counter()
             with ThreadPoolExecutor(max_workers=devices) as pool:
                 trips = list(pool.map(lambda i: trip(i, "rt", barrier), range(devices)))
             out["wall_s"] = time.perf_counter() - started
+            out["cpu"] = {"server": server_cpu.take(), "devices": cpu_of_trees(device_pids) - devices_before,
+                          "workers": time.process_time() - own_before}
+            requests_after = server_requests(couch)
+            if requests_before is not None and requests_after is not None:
+                out["requests"] = {method: requests_after[method] - requests_before.get(method, 0)
+                                   for method in requests_after
+                                   if requests_after[method] - requests_before.get(method, 0) > 0}
             if busy_plan is not None:
                 out["busy_tasks_after"] = _plan_tasks(couch, main, busy_plan, busy_structures)
             background.stop.set()
@@ -475,6 +489,18 @@ def measure_round_trip(devices: int, areas: int, per_area: int, poll: float, tim
             list(closer.map(lambda d: d.close(), fleet))
         shutil.rmtree(dev_root, ignore_errors=True)
     return out
+
+
+def server_requests(couch: Couch) -> dict[str, int] | None:
+    """The HTTP requests an Apache CouchDB node has answered so far, by method (its own counters,
+    ``/_node/_local/_stats``); None for a server without them (the embedded one)."""
+    if couch.server_kind() != "couchdb":
+        return None
+    try:
+        stats = couch.request("GET", "_node", "_local", "_stats", "couchdb", "httpd_request_methods", retries=0)
+    except FieldsyncError:
+        return None
+    return {method: int(entry.get("value") or 0) for method, entry in stats.items() if isinstance(entry, dict)}
 
 
 def _receipt_time(couch: Couch, settings: Settings, event_id: str | None) -> float | None:
@@ -560,6 +586,16 @@ def report_round_trip(m: dict[str, Any]) -> None:
               f"structures ({m['busy_loaded']:,} documents) activated {BUSY_HEAD_START:.0f} s before; its tasks "
               f"{m['busy_tasks_before']:,} when the devices started, {m['busy_tasks_after']:,} when the last was done "
               "(IRS tasks for residential structures only)")
+    cpu = m.get("cpu") or {}
+    if cpu:
+        server = "not a local process" if cpu["server"] is None else f"{cpu['server']:.1f} s"
+        print(f"  CPU              during those {m['wall_s']:.1f} s ({os.cpu_count()} cores: "
+              f"{m['wall_s'] * (os.cpu_count() or 1):.1f} s at most): server {server}, devices {cpu['devices']:.1f} s, "
+              f"this process (workers, device drivers) {cpu['workers']:.1f} s")
+    if m.get("requests"):
+        counts = m["requests"]
+        print(f"  requests         {sum(counts.values()):,} answered by the server during those "
+              f"{m['wall_s']:.1f} s ({', '.join(f'{k} {v:,}' for k, v in sorted(counts.items()))}; its own counters)")
     not_two = [t for t in trips if t["pushed"] != 2]
     if not_two:
         print(f"  push anomalies   {len(not_two)} pushes did not write 2 documents, e.g. {not_two[0]}")

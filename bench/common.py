@@ -438,9 +438,9 @@ def _listener_pid(port: int) -> int | None:
     return None
 
 
-def _cpu_of_tree(root: int) -> float:
-    """CPU seconds (user + system) of ``root`` and every process below it (CouchDB's couchjs, node's
-    children), those still running."""
+def cpu_of_trees(roots: Iterable[int]) -> float:
+    """CPU seconds (user + system) of the processes ``roots`` and every process below them (CouchDB's couchjs,
+    node's children), those still running: one reading of ``/proc`` for them all."""
     ticks = os.sysconf("SC_CLK_TCK")
     children: dict[int, list[int]] = {}
     cpu: dict[int, float] = {}
@@ -454,9 +454,12 @@ def _cpu_of_tree(root: int) -> float:
         fields = stat[stat.rindex(")") + 2 :].split()
         children.setdefault(int(fields[1]), []).append(int(proc.name))
         cpu[int(proc.name)] = (int(fields[11]) + int(fields[12])) / ticks
-    total, todo = 0.0, [root]
+    total, todo, seen = 0.0, list(roots), set()
     while todo:
         pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
         total += cpu.get(pid, 0.0)
         todo.extend(children.get(pid, []))
     return total
@@ -470,11 +473,11 @@ class ServerCpu:
     def __init__(self, url: str) -> None:
         port = urlsplit(url).port
         self.pid = _listener_pid(port) if port else None
-        self.last = _cpu_of_tree(self.pid) if self.pid else 0.0
+        self.last = cpu_of_trees([self.pid]) if self.pid else 0.0
 
     def take(self) -> float | None:
         if self.pid is None:
             return None
-        now = _cpu_of_tree(self.pid)
+        now = cpu_of_trees([self.pid])
         spent, self.last = now - self.last, now
         return spent

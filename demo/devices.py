@@ -34,6 +34,11 @@ class Device:
             cwd=str(SERVER_DIR), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
         )
 
+    @property
+    def pid(self) -> int:
+        """The device's Node process (its CPU is read from ``/proc`` by the benchmarks)."""
+        return self._proc.pid
+
     def call(self, op: str, **fields: Any) -> Any:
         assert self._proc.stdin is not None and self._proc.stdout is not None
         msg_id = next(self._ids)

@@ -255,10 +255,12 @@ class Couch:
         except NotFound:
             return None
 
-    def create_db(self, db: str) -> bool:
-        """Create ``db``; False when it existed already."""
+    def create_db(self, db: str, shards: int | None = None) -> bool:
+        """Create ``db``; False when it existed already. ``shards``: its number of shards (``q``) on Apache
+        CouchDB (a server without shards, PouchDB Server, is not asked); None or 0: the server's default."""
+        params = {"q": shards} if shards and self.server_kind() == COUCHDB else None
         try:
-            self.request("PUT", db)
+            self.request("PUT", db, params=params)
             return True
         except Conflict:
             return False

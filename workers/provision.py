@@ -60,12 +60,12 @@ def _normal_security(security: Doc) -> Doc:
     return {"admins": part("admins"), "members": part("members")}
 
 
-def ensure_db(couch: Couch, db: str, security: Doc, design_docs: list[Doc], retired: list[str] | None = None
-              ) -> Report:
+def ensure_db(couch: Couch, db: str, security: Doc, design_docs: list[Doc], retired: list[str] | None = None,
+              *, shards: int | None = None) -> Report:
     """The database exists, has exactly this ``_security`` and these design documents, and none of the
-    ``retired`` ones."""
+    ``retired`` ones. ``shards``: a new database's number of shards on CouchDB (see :func:`small_db_shards`)."""
     report = Report()
-    if couch.create_db(db):
+    if couch.create_db(db, shards):
         report.created.append(db)
     # a new database is world-readable on PouchDB Server until _security is written: always write it
     if db in report.created or _normal_security(couch.get_security(db)) != _normal_security(security):
@@ -200,7 +200,8 @@ def add_user(couch: Couch, settings: Settings, name: str, password: str | None, 
         if changed != existing:
             couch.put(USERS_DB, changed)
             report.documents.append(f"{USERS_DB}/{doc_id}")
-    report.merge(ensure_db(couch, settings.dbs.user_meta(name), members_security([name]), design_docs_for("user-meta")))
+    report.merge(ensure_db(couch, settings.dbs.user_meta(name), members_security([name]), design_docs_for("user-meta"),
+                           shards=settings.small_db_shards))
     log_event(log, "user", user=name, roles=",".join(roles), writes=report.writes)
     return report
 

@@ -38,6 +38,9 @@ class Settings(BaseModel):
     http_timeout: float = Field(30.0, gt=0)
     http_retries: int = Field(4, ge=0, le=20)
     batch_size: int = Field(200, ge=1, le=10_000)
+    small_db_shards: int = Field(1, ge=0, le=64, description=(
+        "CouchDB shards (q) of each database made per user and per area (small and many); 0: the server's "
+        "default"))
     change_attempts: int = Field(3, ge=1, le=20)
     poll_seconds: float = Field(10.0, gt=0)
     summarize_interval_minutes: float = Field(15.0, gt=0)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from workers import provision
+from workers.areas import assignments
 from workers.couch import Couch
 from workers.errors import Forbidden, Unauthorized
 from workers.settings import Settings
@@ -142,6 +143,30 @@ def test_users_add_again_updates_roles_and_password_and_loses_nothing(couch: Cou
     # roles-only update keeps the password
     provision.add_user(couch, s, "carol", None, ["chw"])
     assert couch.as_user("carol", "new-pw").get(s.dbs.user_meta("carol"), kept_doc["_id"]) is not None
+
+
+def test_databases_made_per_user_and_per_area_have_one_shard_on_couchdb(couch: Couch, initialised: Settings,
+                                                                        server_kind: str) -> None:
+    """Small databases, many of them: one shard each on CouchDB (``FIELDSYNC_SMALL_DB_SHARDS``), where the
+    server's default (2) doubles the work of every request for nothing. The main database keeps the default."""
+    s = initialised
+    provision.add_user(couch, s, "carol", "carol-pw", ["chw"])
+    assert assignments.ensure_area(couch, s, "area-q", provision.members_security(["carol"]))
+    meta, area = couch.db_info(s.dbs.user_meta("carol")), couch.db_info(s.dbs.area("area-q"))
+    main = couch.db_info(s.dbs.main)
+    assert meta is not None and area is not None and main is not None
+    if server_kind == "couchdb":
+        assert meta["cluster"]["q"] == 1 and area["cluster"]["q"] == 1
+        default_q = int(couch.request("GET", "_node", "_local", "_config", "cluster", "q"))
+        assert main["cluster"]["q"] == default_q
+    else:  # no shards: the databases are made all the same, without the parameter
+        assert "cluster" not in meta
+    other = s.model_copy(update={"small_db_shards": 0})  # 0: the server's default
+    provision.add_user(couch, other, "dave", "dave-pw", ["chw"])
+    dave = couch.db_info(s.dbs.user_meta("dave"))
+    assert dave is not None
+    if server_kind == "couchdb":
+        assert dave["cluster"]["q"] == main["cluster"]["q"]
 
 
 def test_user_names_that_are_not_db_names_are_escaped(couch: Couch, initialised: Settings) -> None:

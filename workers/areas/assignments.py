@@ -80,7 +80,8 @@ def all_plans(couch: Couch, settings: Settings) -> list[Doc]:
 def ensure_area(couch: Couch, settings: Settings, area: str, security: Doc) -> bool:
     """The area's database exists with this ``_security`` and its design documents; True when it was created."""
     db = settings.dbs.area(area)
-    report = provision.ensure_db(couch, db, security, provision.area_design_docs(area))
+    report = provision.ensure_db(couch, db, security, provision.area_design_docs(area),
+                                 shards=settings.small_db_shards)
     if report.secured:
         log_event(log, "area security", area=area, db=db, names=",".join(security["members"]["names"]),
                   roles=",".join(security["members"]["roles"]))
