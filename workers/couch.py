@@ -467,6 +467,9 @@ class Couch:
         if longpoll is not None:
             params["feed"] = "longpoll"
             params["timeout"] = int(longpoll * 1000)
+            # no heartbeat before the client gives up: PouchDB Server otherwise sends one every 6 s (even with
+            # heartbeat=false), each of which restarts the socket timeout below, so the wait never ended
+            params["heartbeat"] = int((longpoll + 60) * 1000)
             try:
                 result = self.request("GET", db, "_changes", params=params, timeout=longpoll + 5, retries=0)
             except ServerUnreachable:

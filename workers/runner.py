@@ -67,6 +67,9 @@ PENDING_WAIT_S = 1.0
 WAIT_S = 20.0
 # awake, seconds a checkpoint may trail in memory past changes that needed nothing (a worker's own writes)
 CHECKPOINT_DEFER_S = 5.0
+# awake, seconds a checkpoint may trail in memory past changes that were acted on (their effects written; a kill
+# replays them idempotently): at most one checkpoint write per feed per this many seconds
+CHECKPOINT_ACT_DEFER_S = 2.0
 
 
 class Gate:
@@ -296,6 +299,7 @@ class Runner:
         def follow(new: list[Follower]) -> None:
             for follower in new:
                 follower.defer_s = CHECKPOINT_DEFER_S
+                follower.act_defer_s = CHECKPOINT_ACT_DEFER_S
                 start(self._follow, f"{follower.handler.name}@{follower.db}", follower,
                       gate_of(follower.handler, follower.db))
 
@@ -348,7 +352,15 @@ class Runner:
         attempt = 0
         while not stop.is_set():
             try:
-                if not follower.wait(self.wait_s):
+                due = follower.due_in()
+                if due is not None and due <= 0:  # still busy when a held position fell due: written now
+                    if gate.enter(feed=True):
+                        try:
+                            follower.flush()
+                        finally:
+                            gate.leave()
+                    continue
+                if not follower.wait(self.wait_s if due is None else min(self.wait_s, max(0.05, due))):
                     if gate.enter(feed=True):  # idle: a position held in memory is written now
                         try:
                             follower.flush()

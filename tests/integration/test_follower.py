@@ -103,6 +103,76 @@ def test_without_defer_every_batch_writes_its_checkpoint(couch: Couch, settings:
     assert read_checkpoint(couch, settings.dbs.audit, "recorder", db)["seq"] == follower.known_checkpoint["seq"]
 
 
+def test_a_batch_that_acted_holds_its_checkpoint_until_due(couch: Couch, settings: Settings) -> None:
+    """Awake (``act_defer_s``): a batch that acted moves the checkpoint in memory; the next batch once the
+    position is due writes it, whatever that batch holds, and a follower started afresh before then (a kill)
+    replays the held changes: nothing is lost."""
+    db = _db(couch, settings, "follow-held")
+    handler = Recorder()
+    follower = Follower(couch, db, handler, settings.dbs.audit)
+    follower.act_defer_s = 0.5
+    couch.save_many(db, [{"_id": "first"}])
+    follower.step()  # the first write of this follower: at once
+    written = read_checkpoint(couch, settings.dbs.audit, "recorder", db)
+    assert written["seq"] == follower.known_checkpoint["seq"] and follower.due_in() is None
+
+    couch.save_many(db, [{"_id": "second"}])
+    follower.step()  # acted within act_defer_s of the last write: held
+    assert handler.seen == ["first", "second"]
+    assert read_checkpoint(couch, settings.dbs.audit, "recorder", db)["seq"] == written["seq"]
+    due = follower.due_in()
+    assert due is not None and 0 < due <= 0.5
+    again = Follower(couch, db, Recorder(), settings.dbs.audit)  # a kill now: "second" is replayed
+    assert again.step().changes == 1
+
+    time.sleep(due + 0.05)
+    assert follower.due_in() == 0
+    handler.own_writes.add_results(couch.bulk_docs(db, [{"_id": "mine"}]))
+    follower.step()  # nothing to act on, but the held position is due: written
+    assert read_checkpoint(couch, settings.dbs.audit, "recorder", db)["seq"] == follower.known_checkpoint["seq"]
+    assert follower.due_in() is None
+
+
+def test_an_awake_runner_writes_a_held_checkpoint_once_the_feed_is_quiet(couch: Couch, settings: Settings) -> None:
+    """The runner's longpoll waits no longer than the held position's due time, then writes it: a status
+    read or a restart a moment after the last change finds the checkpoint there. (Fails if the held position
+    waits for the next change or for the longpoll's full wait.)"""
+    import threading
+
+    from workers.runner import CHECKPOINT_ACT_DEFER_S, Runner
+
+    class MetaRecorder(Recorder):
+        def follows(self, kind: str) -> bool:
+            return kind == "user-meta"
+
+    db = settings.dbs.user_meta("quiet")
+    couch.create_db(db)
+    couch.create_db(settings.dbs.audit)
+    handler = MetaRecorder()
+    runner = Runner(couch, settings, [handler], wait_s=60.0)
+    stop = threading.Event()
+    thread = threading.Thread(target=runner.run, kwargs={"stop": stop}, daemon=True)
+    thread.start()
+    try:
+        couch.save_many(db, [{"_id": "a"}])
+        deadline = time.monotonic() + 10
+        while "a" not in handler.seen and time.monotonic() < deadline:
+            time.sleep(0.05)
+        couch.save_many(db, [{"_id": "b"}])  # acted on within the deferral of "a"'s write: held
+        deadline = time.monotonic() + CHECKPOINT_ACT_DEFER_S + 10
+        end = couch.changes(db, 0).last_seq
+        while time.monotonic() < deadline:
+            if read_checkpoint(couch, settings.dbs.audit, "recorder", db).get("seq") == end:
+                break
+            time.sleep(0.1)
+        assert read_checkpoint(couch, settings.dbs.audit, "recorder", db).get("seq") == end, \
+            "the held checkpoint was not written once the feed went quiet"
+        assert sorted(handler.seen) == ["a", "b"]
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+
+
 class RequestCounting(Couch):
     """The real client, counting its requests."""
 
