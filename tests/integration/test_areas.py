@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
@@ -166,6 +167,42 @@ def test_an_events_tasks_take_the_fast_lane_to_the_area_ahead_of_mains_feed(
     fresh = _feed_after(couch, s.dbs.main, main_seq, 4, include_docs=True)
     task_changes = [c for c in fresh if (c.get("doc") or {}).get("type") == "Task"]
     assert len(task_changes) == 2 and sync.process(s.dbs.main, task_changes) == 0
+
+
+def test_the_ordered_fan_out_waits_for_the_fast_lane_instead_of_copying_twice(
+    couch: Couch, world: tuple[Settings, Doc], tmp_path: Path
+) -> None:
+    """Main's feed lists the plan worker's tasks as soon as they are written, usually before the fast lane's
+    copies land in the area: the ordered fan-out of that feed waits for those copies and writes nothing itself.
+    (Fails if it copies the tasks again: 2 writes.)"""
+    s, plan = world
+    assign(couch, s, "ana", NORTH)
+    built = build(["sync", "plans"], couch, s)
+    sync = next(h for h in built.handlers if isinstance(h, AreaSync))
+    plans = next(h for h in built.handlers if isinstance(h, PlanWorker))
+    handed: list[Doc] = []
+    plans.written_listeners[:] = [handed.extend]  # the fast lane is run by hand below, late
+    area_db, main_seq = s.dbs.area(NORTH), couch.changes(s.dbs.main, "now", limit=1).last_seq
+    couch.save_many(s.dbs.main, [structure("s-lane", NORTH),
+                                 register_structure("ev-lane", "s-lane", NORTH, str(plan["_id"]))])
+    assert plans.process(s.dbs.main, _feed_after(couch, s.dbs.main, main_seq, 2)) == 2
+    assert {d.get("code") for d in handed} == {"Register Structure", "IRS"}
+    sync.fast_lane.expect(handed)  # handed to the fast lane, whose copies are slow to land
+
+    def late_fast_lane() -> None:
+        time.sleep(0.5)
+        sync.expedite(handed)
+
+    lane = threading.Thread(target=late_fast_lane)
+    lane.start()
+    fresh = _feed_after(couch, s.dbs.main, main_seq, 4, include_docs=True)
+    task_changes = [c for c in fresh if (c.get("doc") or {}).get("type") == "Task"]
+    started = time.monotonic()
+    assert len(task_changes) == 2 and sync.process(s.dbs.main, task_changes) == 0
+    assert time.monotonic() - started >= 0.3  # it waited for the fast lane
+    lane.join()
+    in_area = couch.get_many(area_db, [str(d["_id"]) for d in handed])
+    assert {str(d["_rev"]) for d in in_area.values()} == {str(d["_rev"]) for d in handed}
 
 
 def _feed_after(couch: Couch, db: str, since: Any, count: int, *, include_docs: bool = False) -> list[Doc]:
