@@ -34,12 +34,18 @@ def _run(couch: Couch, settings: Settings, workers: list[str] | None = None) -> 
     Runner(couch, settings, built.handlers, chores=built.chores, discover_every=0).run(until_idle=True)
 
 
-def _tasks(couch: Couch, settings: Settings) -> dict[str, dict[str, object]]:
+def _tasks(couch: Couch, settings: Settings, at_least: int = 0) -> dict[str, dict[str, object]]:
     """The tasks as they are: ids from the view, documents by quorum read. On a cluster a view reads one copy
     of each shard, and a copy may not have taken the last write yet (CI once saw 'Ready' there for a task the
-    worker had just cancelled, acknowledged by the other two copies)."""
-    rows = couch.view(settings.dbs.main, "fieldsync", "tasks_by_plan_status", reduce=False)
-    return couch.get_many(settings.dbs.main, sorted({str(row["id"]) for row in rows}))
+    worker had just cancelled, acknowledged by the other two copies; and once 6 of an activation's tasks
+    missing): with ``at_least``, the view is read again until it lists that many (30 s at most)."""
+    deadline = time.monotonic() + 30
+    while True:
+        rows = couch.view(settings.dbs.main, "fieldsync", "tasks_by_plan_status", reduce=False)
+        ids = sorted({str(row["id"]) for row in rows})
+        if len(ids) >= at_least or time.monotonic() > deadline:
+            return couch.get_many(settings.dbs.main, ids)
+        time.sleep(0.2)
 
 
 def _fi_plan(district: str) -> dict[str, object]:
@@ -101,11 +107,11 @@ def test_activation_writes_what_the_pure_evaluator_decides(couch: Couch, initial
     couch.put(s.dbs.main, plan)
     _run(couch, s)
 
-    stored = _tasks(couch, s)
+    expected = activate(plan, InMemoryLookup([*docs, plan]), datetime.now(UTC))
+    stored = _tasks(couch, s, at_least=len(expected.tasks))
     parked = couch.view(s.dbs.audit, "audit", "by_kind", reduce=False, include_docs=True,
                         startkey=["parked"], endkey=["parked", {}])
     assert [row["doc"]["error"] for row in parked][:3] == []
-    expected = activate(plan, InMemoryLookup([*docs, plan]), datetime.now(UTC))
     assert stored and set(stored) == {t["_id"] for t in expected.tasks}
     codes = sorted({str(t["code"]) for t in stored.values()})
     assert "Blood Screening" in codes and "Bednet Distribution" in codes
