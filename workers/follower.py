@@ -335,15 +335,12 @@ class Follower:
         }
         self._unsaved = True
         now = time.monotonic()
-        if self._due is not None and now >= self._due:
-            self.flush()  # a position held since a batch that acted waits no longer, whatever came after it
-        elif may_defer and self.defer_s > 0 and now - self._saved_at < self.defer_s:
-            pass
-        elif not may_defer and self.act_defer_s > 0 and now - self._saved_at < self.act_defer_s:
-            if self._due is None:
-                self._due = self._saved_at + self.act_defer_s
-        else:
+        window = self.defer_s if may_defer else self.act_defer_s
+        overdue = self._due is not None and now >= self._due  # held since a batch that acted: waits no longer
+        if overdue or not (window > 0 and now - self._saved_at < window):
             self.flush()
+        elif not may_defer and self._due is None:
+            self._due = self._saved_at + self.act_defer_s
 
     def due_in(self) -> float | None:
         """Seconds until a position held after a batch that acted is to be written (0 when overdue), or None

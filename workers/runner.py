@@ -350,22 +350,23 @@ class Runner:
     def _follow(self, follower: Follower, gate: Gate, stop: threading.Event) -> None:
         """Wait for a change, then batches until caught up; again."""
         attempt = 0
+
+        def flush_in_turn() -> None:
+            """A position held in memory written, in the worker's turn (see Follower.defer_s, act_defer_s)."""
+            if gate.enter(feed=True):
+                try:
+                    follower.flush()
+                finally:
+                    gate.leave()
+
         while not stop.is_set():
             try:
                 due = follower.due_in()
                 if due is not None and due <= 0:  # still busy when a held position fell due: written now
-                    if gate.enter(feed=True):
-                        try:
-                            follower.flush()
-                        finally:
-                            gate.leave()
+                    flush_in_turn()
                     continue
                 if not follower.wait(self.wait_s if due is None else min(self.wait_s, max(0.05, due))):
-                    if gate.enter(feed=True):  # idle: a position held in memory is written now
-                        try:
-                            follower.flush()
-                        finally:
-                            gate.leave()
+                    flush_in_turn()  # idle
                 else:
                     while not stop.is_set():
                         # the page is read outside the turn (it overlaps a batch or a chore slice under way),
