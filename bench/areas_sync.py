@@ -286,9 +286,9 @@ def register_structure(event_id: str, structure_id: str, area: str, plan_id: str
             "version": int(now.timestamp() * 1000)}
 
 
-def irs_task_id(plan: Doc, entity: str) -> str:
+def irs_task_id(plan: Doc, entity: str, area: str) -> str:
     action = next(a for a in plan["action"] if a.get("code") == "IRS")
-    return task_id(str(plan["identifier"]), f"{action['identifier']}\x1e{action['code']}", entity)
+    return task_id(str(plan["identifier"]), f"{action['identifier']}\x1e{action['code']}", entity, area)
 
 
 def user_name(i: int) -> str:
@@ -334,7 +334,7 @@ def measure_round_trip(devices: int, areas: int, per_area: int, poll: float, tim
             plan["status"] = "active"
             couch.put(main, plan)
             busy_plan: Doc | None = None
-            busy_structures: list[str] = []
+            busy_structures: list[tuple[str, str]] = []  # (structure, its area)
             if busy:  # another district, whose plan is activated while the devices make their round trips
                 busy_size = AreaSize(areas=max(1, -(-busy // BUSY_PER_AREA)),
                                      structures_per_area=min(busy, BUSY_PER_AREA), members_per_family=0)
@@ -342,8 +342,8 @@ def measure_round_trip(devices: int, areas: int, per_area: int, poll: float, tim
                 out["busy_structures"] = busy_size.areas * busy_size.structures_per_area
                 busy_plan = plan_for("Dynamic-IRS", uid(BUSY_SEED, "district"), "bench activation under way")
                 couch.put(main, busy_plan)
-                busy_structures = [uid(BUSY_SEED, "structure", a, i) for a in range(busy_size.areas)
-                                   for i in range(busy_size.structures_per_area)]
+                busy_structures = [(uid(BUSY_SEED, "structure", a, i), uid(BUSY_SEED, "area", a))
+                                   for a in range(busy_size.areas) for i in range(busy_size.structures_per_area)]
             for i in range(devices):
                 provision.add_user(couch, settings, user_name(i), password(i), [ROLE])
             out["setup_workers_s"], _ = run_workers(couch, settings, ["sync", "plans", "conflicts"])
@@ -357,7 +357,7 @@ def measure_round_trip(devices: int, areas: int, per_area: int, poll: float, tim
             assignments.update(couch, settings, assign)
             assignments.apply_security(couch, settings, MainIndex(couch, main), sorted(set(home.values())))
             known = uid(SEED, "structure", 0, 0)
-            if couch.get(main, irs_task_id(plan, known)) is None:
+            if couch.get(main, irs_task_id(plan, known, uid(SEED, "area", 0))) is None:
                 raise RuntimeError("the IRS task id formula does not match the plan worker's (no task for "
                                    f"structure {known}); fix irs_task_id")
             out["tasks_before"] = sum(1 for _ in couch.iter_view(main, "fieldsync", "tasks_by_plan_status",
@@ -408,7 +408,7 @@ def measure_round_trip(devices: int, areas: int, per_area: int, poll: float, tim
             def trip(i: int, tag: str, barrier: threading.Barrier | None) -> dict[str, Any]:
                 device, area = fleet[i], home[user_name(i)]
                 sid, eid = uid(SEED, f"{tag}-structure", i), uid(SEED, f"{tag}-event", i)
-                wanted = irs_task_id(plan, sid)
+                wanted = irs_task_id(plan, sid, area)
                 if barrier is not None:
                     barrier.wait()
                 began, put_at = time.perf_counter(), time.time()
@@ -551,10 +551,10 @@ def split_round_trips(trips: list[dict[str, Any]], worker_log: Path) -> dict[str
     return stages
 
 
-def _plan_tasks(couch: Couch, db: str, plan: Doc, structures: list[str]) -> int:
+def _plan_tasks(couch: Couch, db: str, plan: Doc, structures: list[tuple[str, str]]) -> int:
     """How many of the plan's IRS tasks (deterministic ids) exist now: ``_all_docs`` by key, so that no view
     index is built in the middle of the measurement."""
-    ids = [irs_task_id(plan, sid) for sid in structures]
+    ids = [irs_task_id(plan, sid, area) for sid, area in structures]
     found = 0
     for start in range(0, len(ids), 2000):
         rows = couch.all_docs(db, ids[start : start + 2000], include_docs=False)

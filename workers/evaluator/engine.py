@@ -120,7 +120,7 @@ class Evaluator:
 
     def create(self, table: ActionTable, plan: Plan, jurisdiction_id: str, subject: Subject) -> None:
         entity = subject.entity_id
-        identifier = table.new_task.ids(entity)
+        identifier = table.new_task.ids(jurisdiction_id, entity)
         action = table.action
         if self._exists(action, plan, jurisdiction_id, entity, identifier):
             return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 
 from evaluator_helpers import NOW, event, family, fixture, jurisdiction, structure
@@ -58,11 +59,34 @@ def test_underscore_trigger_name_never_fires_and_default_business_status_applies
 
 
 def test_task_ids_are_deterministic_and_distinct() -> None:
-    assert task_id("p", "a", "e") == task_id("p", "a", "e")
-    ids = {task_id("p", "a", "e"), task_id("p", "a", "f"), task_id("q", "a", "e"), task_id("p", "b", "e")}
-    assert len(ids) == 4
-    # a standard UUID5: a device can compute the same id
-    assert task_id("p", "a", "e") == str(uuid.uuid5(NAMESPACE, "p\x1fa\x1fe"))
+    assert task_id("p", "a", "e", "j") == task_id("p", "a", "e", "j")
+    ids = {task_id("p", "a", "e", "j"), task_id("p", "a", "f", "j"), task_id("q", "a", "e", "j"),
+           task_id("p", "b", "e", "j"), task_id("p", "a", "e", "k")}
+    assert len(ids) == 5
+
+
+def test_a_task_id_is_a_version_8_uuid_a_device_can_compute_from_its_description() -> None:
+    made = task_id("p", "a", "e", "j")
+    parsed = uuid.UUID(made)
+    assert str(parsed) == made
+    assert parsed.version == 8 and parsed.variant == uuid.RFC_4122
+    group = hashlib.sha1(NAMESPACE.bytes + b"p\x1fj").digest()[:4]
+    rest = bytearray(hashlib.sha1(NAMESPACE.bytes + b"p\x1fa\x1fe").digest()[:12])
+    rest[2] = (rest[2] & 0x0F) | 0x80  # the version over byte 6 of the UUID
+    rest[4] = (rest[4] & 0x3F) | 0x80  # the variant over byte 8
+    assert made == str(uuid.UUID(bytes=group + bytes(rest)))
+
+
+def test_the_tasks_of_a_jurisdiction_sort_together_whatever_their_action_and_entity() -> None:
+    """One (plan, jurisdiction) shares its identifiers' first 8 hex digits: a write of its tasks touches
+    adjacent entries of a database's id index."""
+    area_a = {task_id("p", action, f"e-{n}", "area-a") for action in ("a", "b") for n in range(200)}
+    area_b = {task_id("p", "a", f"e-{n}", "area-b") for n in range(200)}
+    assert len({i[:8] for i in area_a}) == 1 and len({i[:8] for i in area_b}) == 1
+    assert {i[:8] for i in area_a} != {i[:8] for i in area_b}
+    prefixes = [i[:8] for i in sorted(area_a | area_b)]
+    assert sum(1 for x, y in zip(prefixes, prefixes[1:], strict=False) if x != y) == 1  # two runs, not interleaved
+    assert task_id("q", "a", "e-0", "area-a")[:8] != task_id("p", "a", "e-0", "area-a")[:8]
 
 
 def test_activation_batches_and_resumes_after_a_checkpoint() -> None:

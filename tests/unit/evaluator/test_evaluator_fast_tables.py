@@ -24,7 +24,8 @@ def test_task_ids_of_a_prefix_equal_task_id() -> None:
     rng = random.Random(7)
     for n in range(2000):
         plan, key, entity = f"p-{rng.random()}", f"a\x1e{n}", f"e-{rng.randint(0, 10**9)}"
-        assert T.TaskIds(plan, key)(entity) == T.task_id(plan, key, entity)
+        jurisdiction = f"j-{rng.randint(0, 20)}"
+        assert T.TaskIds(plan, key)(jurisdiction, entity) == T.task_id(plan, key, entity, jurisdiction)
 
 
 @pytest.mark.parametrize("period", [None, {"start": "2021-01-01", "end": "2021-02-01"}, {"start": "2021-01-01"}])
@@ -32,7 +33,7 @@ def test_new_tasks_equal_new_task(period: dict[str, str] | None) -> None:
     action = Action.model_validate({"identifier": "act-1", "code": "BCC", "description": "d", "timingPeriod": period})
     now = datetime(2021, 3, 22, 10, 0, tzinfo=UTC)
     made = T.NewTasks(action, "plan-1", now, "owner-1")
-    identifier = made.ids("e-1")
+    identifier = made.ids("j-1", "e-1")
     expected = T.new_task(action=action, plan_id="plan-1", jurisdiction_id="j-1", entity_id="e-1", now=now,
                           owner="owner-1")
     task = made(identifier, "j-1", "e-1")
