@@ -33,6 +33,7 @@ from workers.errors import (
     ServerUnreachable,
     Unauthorized,
 )
+from workers.jsoncodec import dumps, loads
 from workers.logs import log_event
 from workers.nodes import NodeList, RetryPolicy, Switch
 
@@ -150,7 +151,11 @@ class Transport:
         if timeout is not None and timeout != self.timeout:
             session = _session(timeout)
         try:
-            _status, _headers, data = session.request(method, url, body=body, credentials=self.credentials)
+            headers = None
+            if body is not None and not isinstance(body, str | bytes) and not hasattr(body, "read"):
+                body, headers = dumps(body), {"Content-Type": "application/json"}
+            _status, _headers, data = session.request(method, url, body=body, headers=headers,
+                                                      credentials=self.credentials)
         except couch_http.Unauthorized as exc:
             raise Unauthorized(f"{what}: unauthorized ({_reason(exc)}): check the user name and password") from None
         except couch_http.Forbidden as exc:
@@ -189,7 +194,7 @@ class Transport:
             raw = data.read()
             if hasattr(data, "close"):
                 data.close()
-            return json.loads(raw) if raw else None
+            return loads(raw) if raw else None
         except (OSError, http.client.HTTPException, ValueError) as exc:
             # the node went away in the middle of its answer (a truncated chunked body, a reset): transient
             raise _Transient(ServerUnreachable(

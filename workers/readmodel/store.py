@@ -31,6 +31,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from workers.jsoncodec import dumps_text, loads
+
 Doc = dict[str, Any]
 
 INDEXED_TYPES = frozenset({"Feature", "Client", "Task", "Event", "Plan"})
@@ -204,7 +206,7 @@ class Store:
             self._db.executemany("DELETE FROM docs WHERE id = ?", gone)
             self._db.executemany(
                 "INSERT OR REPLACE INTO docs (id, rev, type, body) VALUES (?, ?, ?, ?)",
-                [(str(d["_id"]), str(d.get("_rev", "")), str(d["type"]), json.dumps(d, separators=(",", ":")))
+                [(str(d["_id"]), str(d.get("_rev", "")), str(d["type"]), dumps_text(d))
                  for d in kept])
             self._db.executemany("INSERT OR IGNORE INTO refs (tag, k1, k2, id) VALUES (?, ?, ?, ?)",
                                  [(tag, k1, k2, str(d["_id"])) for d in kept for tag, k1, k2 in refs_of(d)])
@@ -237,14 +239,14 @@ class Store:
             part = list(ids[start : start + CHUNK])
             marks = ",".join("?" * len(part))
             rows = self._db.execute(f"SELECT id, body FROM docs WHERE id IN ({marks})", part).fetchall()
-            out.extend((str(doc_id), json.loads(body)) for doc_id, body in rows)
+            out.extend((str(doc_id), loads(body)) for doc_id, body in rows)
         return out
 
     def get(self, doc_id: str, doc_type: str | None = None) -> Doc | None:
         row = self._db.execute("SELECT type, body FROM docs WHERE id = ?", (doc_id,)).fetchone()
         if row is None or (doc_type is not None and row[0] != doc_type):
             return None
-        doc: Doc = json.loads(row[1])
+        doc: Doc = loads(row[1])
         return doc
 
     def by_key(self, tag: str, k1s: Sequence[str], k2: str | None = None) -> dict[str, list[Doc]]:
@@ -258,7 +260,7 @@ class Store:
                      f"AND r.k1 IN ({marks})" + (" AND r.k2 = ?" if k2 is not None else "") + " ORDER BY r.k1, r.id")
             params: list[str] = [tag, *part, *([k2] if k2 is not None else [])]
             for k1, body in self._db.execute(query, params):
-                out.setdefault(str(k1), []).append(json.loads(body))
+                out.setdefault(str(k1), []).append(loads(body))
         return out
 
     def keys_of(self, tag: str, k2: str | None = None) -> list[str]:

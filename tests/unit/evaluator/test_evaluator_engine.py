@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import uuid
 
 from evaluator_helpers import NOW, event, family, fixture, jurisdiction, structure
@@ -85,7 +86,7 @@ def test_the_tasks_of_a_jurisdiction_sort_together_whatever_their_action_and_ent
     assert len({i[:8] for i in area_a}) == 1 and len({i[:8] for i in area_b}) == 1
     assert {i[:8] for i in area_a} != {i[:8] for i in area_b}
     prefixes = [i[:8] for i in sorted(area_a | area_b)]
-    assert sum(1 for x, y in zip(prefixes, prefixes[1:], strict=False) if x != y) == 1  # two runs, not interleaved
+    assert sum(1 for x, y in itertools.pairwise(prefixes) if x != y) == 1  # two runs, not interleaved
     assert task_id("q", "a", "e-0", "area-a")[:8] != task_id("p", "a", "e-0", "area-a")[:8]
 
 
