@@ -80,7 +80,9 @@ class Activation:
         self.batch_size = batch_size
         self.shard = shard
         self._batches: Iterator[Batch] | None = None
-        self._next: tuple[Batch, float] | None = None  # evaluated, waiting for room in the pipeline
+        # evaluated, waiting for room in the pipeline: a request's worth of batches (WRITE_CHUNK tasks, but at the end)
+        self._next: tuple[list[Batch], float] | None = None
+        self._carry: list[Batch] = []  # evaluated, fewer than WRITE_CHUNK tasks in all: the next request's start
         self._exhausted = False  # every batch evaluated
         self._pending_tasks = 0
         self._pending_written = 0
@@ -90,7 +92,7 @@ class Activation:
         self.audit_db = audit_db
         self.attempts = attempts
         # the writes of the last batches overlap the evaluation of the next (PIPELINE writer threads), oldest first
-        self._inflight: deque[tuple[Batch, list[Doc], Future[WriteResult] | None, float]] = deque()
+        self._inflight: deque[tuple[list[Batch], list[Doc], Future[WriteResult] | None, float]] = deque()
         self._pool: ThreadPoolExecutor | None = None
         self._writers = threading.local()  # each writer thread's own connection pool
 
@@ -101,9 +103,11 @@ class Activation:
     def covers(self, jurisdiction_id: str) -> bool:
         """True while this activation has yet to begin ``jurisdiction_id``: it will read (fresh) every entity
         of it then, so the feed rule can leave that entity to it."""
+        begun = [*self._carry, *(self._next[0] if self._next else ()),
+                 *(batch for group, *_ in self._inflight for batch in group)]
         return (self.progress.get("state") == RUNNING and jurisdiction_id != self._current
                 and jurisdiction_id not in self.progress.get("jurisdictions", {})
-                and all(batch.jurisdiction_id != jurisdiction_id for batch, *_ in self._inflight))
+                and all(batch.jurisdiction_id != jurisdiction_id for batch in begun))
 
     def _open(self) -> Iterator[Batch]:
         self.model.refresh()
@@ -129,6 +133,7 @@ class Activation:
         except Exception as exc:
             self._batches = None
             self._next = None
+            self._carry = []
             self._exhausted = False
             self._drop_inflight()
             self._pending_tasks = self._pending_written = 0
@@ -172,24 +177,18 @@ class Activation:
             self._batches = self._open()
         self._settle_ended()
         if self._next is None and not self._exhausted:
-            started = time.perf_counter()
-            try:
-                batch = next(self._batches)  # evaluated while the previous batches are being written
-            except StopIteration:
-                self._exhausted = True
-            else:
-                self._current = batch.jurisdiction_id
-                self._next = (batch, started)
+            self._fill()
         if self._next is not None:
             if len(self._inflight) >= room:
                 return self._waiting()
-            batch, started = self._next
+            group, started = self._next
             self._next = None
-            docs = [dict(t) for t in batch.tasks]  # of this worker's share only (activation_batches' ``mine``)
+            # of this worker's share only (activation_batches' ``mine``)
+            docs = [dict(t) for batch in group for t in batch.tasks]
             # while people's changes come in (room 1), the batch goes in smaller requests: the database's
             # updater takes one request at a time, and a device's event waits behind the one it meets
             chunk = WRITE_CHUNK if room >= PIPELINE else PEOPLE_CHUNK
-            self._inflight.append((batch, docs, self._writer().submit(self._write, docs, chunk) if docs else None,
+            self._inflight.append((group, docs, self._writer().submit(self._write, docs, chunk) if docs else None,
                                    started))
             return True
         if self._inflight:
@@ -201,6 +200,37 @@ class Activation:
         log_event(log, "activation done", db=self.db, plan=self.plan_id,
                   jurisdictions=self.progress["jurisdictionsDone"], tasks=self.progress["tasksWritten"])
         return False
+
+    def _fill(self) -> None:
+        """Evaluate batches (while the previous requests are being written) until they hold a full request of
+        ``WRITE_CHUNK`` tasks, or until the walk ends: the tail of one jurisdiction and the start of the next go
+        in one request (CouchDB takes full requests at a higher rate per task: a jurisdiction's 1,700 tasks
+        would otherwise be written as 500, 500, 500 and 200). A batch is split where the request is full; its
+        parts are recorded in order, a jurisdiction as done with the request that holds its last part. Tasks
+        are never held back while no write is in flight: the server would wait for them."""
+        started = time.perf_counter()
+        held = sum(len(b.tasks) for b in self._carry)
+        assert self._batches is not None
+        while held < WRITE_CHUNK and not (self._carry and not self._inflight):
+            try:
+                batch = next(self._batches)
+            except StopIteration:
+                self._exhausted = True
+                break
+            self._current = batch.jurisdiction_id
+            self._carry.append(batch)
+            held += len(batch.tasks)
+        if held > WRITE_CHUNK:
+            over = self._carry.pop()
+            room = len(over.tasks) - (held - WRITE_CHUNK)
+            self._carry.append(Batch(over.jurisdiction_id, over.tasks[:room], False, over.condition_evaluations,
+                                     over.entities))
+            rest = [Batch(over.jurisdiction_id, over.tasks[room:], over.last, 0, 0)]
+        else:
+            rest = []
+        if self._carry:
+            self._next = (self._carry, started)
+        self._carry = rest
 
     def _waiting(self) -> Pending:
         """The writes to wait for before the next step can go on (the oldest ends first, mostly)."""
@@ -239,13 +269,19 @@ class Activation:
         while self._inflight and (self._inflight[0][2] is None or self._inflight[0][2].done()):
             self._record(*self._inflight.popleft())
 
-    def _record(self, batch: Batch, docs: list[Doc], future: Future[WriteResult] | None, started: float) -> None:
-        written = 0
+    def _record(self, group: list[Batch], docs: list[Doc], future: Future[WriteResult] | None,
+                started: float) -> None:
+        ok: set[str] = set()
         if future is not None:
-            result = future.result()  # an error here drops the walk: step() reopens it from the progress
-            written = len(result.ok)  # conflicts: the task exists already (a replay, another worker)
-            self._pending_written += written
-            self._pending_tasks += len(docs)
+            # an error here drops the walk: step() reopens it from the progress. Not ok: a conflict, the task
+            # exists already (a replay, another worker)
+            ok = {str(r["id"]) for r in future.result().ok}
+        for batch in group:
+            self._record_batch(batch, sum(1 for t in batch.tasks if t["_id"] in ok), started)
+
+    def _record_batch(self, batch: Batch, written: int, started: float) -> None:
+        self._pending_written += written
+        self._pending_tasks += len(batch.tasks)
         self.progress["entities"] += batch.entities
         self.progress["conditionEvaluations"] += batch.condition_evaluations
         if batch.last:
