@@ -178,6 +178,45 @@ def test_an_activation_waiting_for_its_writes_lets_feed_batches_run(
     assert set(_tasks(couch, s)) == {t["_id"] for t in expected.tasks}
 
 
+def test_an_activations_requests_are_full_across_jurisdictions(
+    couch: Couch, initialised: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tail of one jurisdiction's tasks and the start of the next go in one request of ``WRITE_CHUNK``
+    tasks (made small here), split where it is full; each jurisdiction is recorded as done once its last task
+    is written, and the tasks are the pure evaluator's. The writes are held until two are in flight, so that
+    the requests are made while the pipeline is busy (with nothing in flight, what is ready goes at once)."""
+    s = initialised
+    monkeypatch.setattr(activation, "WRITE_CHUNK", 40)
+    sent: list[list[str]] = []  # each request's tasks' jurisdictions
+    docs, plan, release, held = _held_activation(couch, s, "full", monkeypatch)
+    write = activation.Activation._write
+
+    def recording(self: activation.Activation, batch: list[dict[str, Any]], chunk: int = 40) -> Any:
+        sent.append([str(t["groupIdentifier"]) for t in batch])
+        return write(self, batch, chunk)
+
+    monkeypatch.setattr(activation.Activation, "_write", recording)
+    built = build(["plans"], couch, s)
+    with _awake(couch, s, built):
+        try:
+            for _ in range(activation.PIPELINE):
+                assert held.acquire(timeout=120), "the activation's writes never started"
+        finally:
+            release.set()
+        assert _until(lambda: _activation_done(couch, s), 120, 0.2)
+    expected = activate(plan, InMemoryLookup([*docs, plan]), datetime.now(UTC))
+    assert set(_tasks(couch, s)) == {t["_id"] for t in expected.tasks}
+    assert sum(len(r) for r in sent) == len(expected.tasks) > 3 * 40
+    assert all(len(r) <= 40 for r in sent)
+    # the third request was made while the first two were held: full, and across the first area's end
+    # (an area of this data has 60-80 tasks)
+    assert len(sent[2]) == 40 and len(set(sent[2])) == 2, [(len(r), len(set(r))) for r in sent]
+    progress = activation.progress_of(couch, s.dbs.main)[0]
+    jurisdictions = {t["groupIdentifier"] for t in expected.tasks}
+    assert jurisdictions <= {j for j, e in progress["jurisdictions"].items() if e.get("done")}
+    assert progress["tasks"] == len(expected.tasks)
+
+
 def test_an_activation_keeps_one_write_in_flight_while_peoples_changes_come_in(
     couch: Couch, initialised: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
