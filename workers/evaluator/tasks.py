@@ -55,9 +55,9 @@ def task_id(plan_id: str, action_key: str, entity_id: str, jurisdiction_id: str)
     An RFC 9562 UUID, version 8, from SHA-1 in ``NAMESPACE`` (any implementation, a device's included, can make
     it from this description):
 
-    - bits 0-31: the first 4 bytes of SHA-1(NAMESPACE bytes + ``plan \x1f jurisdiction``): shared by the tasks
+    - bits 0-31: the first 4 bytes of SHA-1(NAMESPACE bytes + ``plan \\x1f jurisdiction``): shared by the tasks
       of one jurisdiction of one plan, which are thus neighbours in any index sorted by id;
-    - bits 32-127: the first 12 bytes of SHA-1(NAMESPACE bytes + ``plan \x1f action \x1f entity``), with the
+    - bits 32-127: the first 12 bytes of SHA-1(NAMESPACE bytes + ``plan \\x1f action \\x1f entity``), with the
       version (8) and the variant (0b10) set over their bits, as RFC 9562 places them.
 
     The jurisdiction belongs to the natural key as it does to OpenSRP's own test of whether a task exists
