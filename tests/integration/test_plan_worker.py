@@ -181,18 +181,21 @@ def test_an_activation_waiting_for_its_writes_lets_feed_batches_run(
 def test_an_activations_requests_are_full_across_jurisdictions(
     couch: Couch, initialised: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The tail of one jurisdiction's tasks and the start of the next go in one request of ``WRITE_CHUNK``
-    tasks (made small here), split where it is full; each jurisdiction is recorded as done once its last task
-    is written, and the tasks are the pure evaluator's. The writes are held until two are in flight, so that
-    the requests are made while the pipeline is busy (with nothing in flight, what is ready goes at once)."""
+    """The tail of one jurisdiction's tasks and the start of the next go in one group of ``GROUP_REQUESTS``
+    requests of ``WRITE_CHUNK`` tasks (made small here), split where it is full and written in id order, so
+    each request holds adjacent ids; each jurisdiction is recorded as done once its last task is written, and
+    the tasks are the pure evaluator's. The writes are held until two are in flight, so that the groups are
+    made while the pipeline is busy (with nothing in flight, what is ready goes at once)."""
     s = initialised
     monkeypatch.setattr(activation, "WRITE_CHUNK", 40)
-    sent: list[list[str]] = []  # each request's tasks' jurisdictions
+    groups: list[list[tuple[str, str]]] = []  # each group's tasks (id, jurisdiction), in the order written
+    requests: list[int] = []  # each request's size
     docs, plan, release, held = _held_activation(couch, s, "full", monkeypatch)
     write = activation.Activation._write
 
     def recording(self: activation.Activation, batch: list[dict[str, Any]], chunk: int = 40) -> Any:
-        sent.append([str(t["groupIdentifier"]) for t in batch])
+        groups.append([(str(t["_id"]), str(t["groupIdentifier"])) for t in batch])
+        requests.extend(len(batch[start : start + chunk]) for start in range(0, len(batch), chunk))
         return write(self, batch, chunk)
 
     monkeypatch.setattr(activation.Activation, "_write", recording)
@@ -206,11 +209,14 @@ def test_an_activations_requests_are_full_across_jurisdictions(
         assert _until(lambda: _activation_done(couch, s), 120, 0.2)
     expected = activate(plan, InMemoryLookup([*docs, plan]), datetime.now(UTC))
     assert set(_tasks(couch, s)) == {t["_id"] for t in expected.tasks}
-    assert sum(len(r) for r in sent) == len(expected.tasks) > 3 * 40
-    assert all(len(r) <= 40 for r in sent)
-    # the third request was made while the first two were held: full, and across the first area's end
-    # (an area of this data has 60-80 tasks)
-    assert len(sent[2]) == 40 and len(set(sent[2])) == 2, [(len(r), len(set(r))) for r in sent]
+    assert sum(requests) == sum(len(g) for g in groups) == len(expected.tasks) > activation.GROUP_REQUESTS * 40
+    assert all(size <= 40 for size in requests)
+    # a group made while the first writes were held is full and goes across the end of an area (an area of
+    # this data has 60-80 tasks); every group is written in id order
+    full = [g for g in groups if len(g) == activation.GROUP_REQUESTS * 40]
+    assert full, [len(g) for g in groups]
+    assert len({jurisdiction for _, jurisdiction in full[0]}) >= 2
+    assert all([i for i, _ in g] == sorted(i for i, _ in g) for g in groups)
     progress = activation.progress_of(couch, s.dbs.main)[0]
     jurisdictions = {t["groupIdentifier"] for t in expected.tasks}
     assert jurisdictions <= {j for j, e in progress["jurisdictions"].items() if e.get("done")}
@@ -239,6 +245,41 @@ def test_an_activation_keeps_one_write_in_flight_while_peoples_changes_come_in(
         assert isinstance(worker.activation_chore(), Pending)
         assert held.acquire(timeout=30), "no second write once the feed was quiet"
         assert chunks == [activation.PEOPLE_CHUNK, activation.WRITE_CHUNK]
+    finally:
+        release.set()
+    deadline = time.monotonic() + 120
+    while (done := worker.activation_chore()) is not False and time.monotonic() < deadline:
+        if isinstance(done, Pending):
+            done.wait(1.0)
+    assert done is False
+    expected = activate(plan, InMemoryLookup([*docs, plan]), datetime.now(UTC))
+    assert set(_tasks(couch, s)) == {t["_id"] for t in expected.tasks}
+
+
+def test_the_change_that_activates_a_plan_leaves_the_activation_its_full_pipeline(
+    couch: Couch, initialised: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The plan's own change is an admin's, not people's waiting for their tasks: the activation it starts has
+    two writes in flight of ``WRITE_CHUNK`` at once (it used to start with one of ``PEOPLE_CHUNK`` for
+    ``EVENTS_QUIET_S``: 6,000 of the 68,399 tasks of the 20,000-structure benchmark). A device's change that
+    comes in then takes the room down to one."""
+    s = initialised
+    chunks: list[int] = []
+    docs, plan, release, held = _held_activation(couch, s, "admin", monkeypatch, chunks)
+    [worker] = build(["plans"], couch, s).handlers
+    assert isinstance(worker, PlanWorker)
+    stored = couch.get(s.dbs.main, plan["_id"])
+    assert stored is not None
+    worker.process(s.dbs.main, [{"id": plan["_id"], "changes": [{"rev": stored["_rev"]}]}])
+    assert worker.activation_room() == activation.PIPELINE
+    try:
+        assert isinstance(worker.activation_chore(), Pending)
+        assert held.acquire(timeout=30), "the first write never started"
+        assert held.acquire(timeout=30), "no second write: the plan's change was taken for people's"
+        assert chunks == [activation.WRITE_CHUNK, activation.WRITE_CHUNK]
+        rev = couch.put(s.dbs.main, {"_id": "a-devices-change", "type": "Note"})
+        worker.process(s.dbs.main, [{"id": "a-devices-change", "changes": [{"rev": rev}]}])
+        assert worker.activation_room() == 1
     finally:
         release.set()
     deadline = time.monotonic() + 120

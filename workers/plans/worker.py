@@ -80,7 +80,7 @@ class PlanWorker(Worker):
         self.paths = PathEngine()
         self.db = settings.dbs.main
         self._activations: dict[str, activation.Activation] = {}
-        self._events_at = float("-inf")  # when process() last had others' changes to evaluate
+        self._events_at = float("-inf")  # when process() last had people's changes (not a plan's) to evaluate
         # the local read model every decision reads (no view query on the hot path): see workers.readmodel
         self.model = ReadModel(couch, self.db, readmodel_path(settings))
         self.model.in_flight = self._wait_in_flight
@@ -161,7 +161,6 @@ class PlanWorker(Worker):
         are one write, not 50). An outcome that writes a task another one of the batch writes too is not mixed
         with it: what is pending is written first, and the change is evaluated again over it."""
         self._scan()  # activations to resume are known before any feed rule asks whether one covers an entity
-        self._events_at = time.monotonic()  # the follower hands over others' changes only
         # the page of this batch was handed to the index (page_read): it holds the batch. Once only: a batch
         # retried change by change after a raced update reads the feed to its end first (fresh reads)
         fed, self._fed = self._fed, frozenset()
@@ -173,6 +172,10 @@ class PlanWorker(Worker):
         written: list[Doc] = []
         for change in changes:
             doc = change.get("doc") or self.model.store.get(str(change.get("id")))
+            if not doc or doc.get("type") != "Plan":
+                # the follower hands over others' changes only: people's, waiting for their tasks. A plan's is
+                # an admin's, and the activation it starts must not slow itself down (activation_room)
+                self._events_at = time.monotonic()
             if not doc or doc.get("_deleted"):
                 continue
             for rule in self.rules:
