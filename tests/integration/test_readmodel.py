@@ -12,6 +12,7 @@ from test_follower import CountingCouch
 from demo.synthetic import AreaSize, operational_areas
 from workers.couch import Couch, Doc
 from workers.readmodel.feed import INCARNATION, ReadModel
+from workers.readmodel.lookup import IndexLookup
 from workers.readmodel.store import Store
 from workers.settings import Settings
 
@@ -249,3 +250,23 @@ def test_the_index_follows_the_followers_pages_and_reads_the_feed_itself_only_af
     assert _as_indexed(model)[structures[3]] == f"{generation}-ffffffffffffffffffffffffffffffff"
     model.close()
 
+
+
+def test_an_activations_read_ahead_holds_the_tasks_of_its_own_plan_only_when_asked(
+    couch: Couch, initialised: Settings, tmp_path: Path
+) -> None:
+    """The read-ahead of a jurisdiction's tasks for an activation (``begin_jurisdiction``): of every plan, or
+    of one plan only, whose tasks are then the only ones its reads answer with."""
+    db = initialised.dbs.main
+    tasks = [{"_id": f"{plan}-{n}", "type": "Task", "planIdentifier": plan, "groupIdentifier": "oa-1",
+              "for": f"s-{n}", "code": "Spray", "status": "Ready"} for plan in ("plan-a", "plan-b") for n in range(3)]
+    couch.save_many(db, [dict(t) for t in tasks])
+    model = ReadModel(couch, db, tmp_path / "rm.sqlite")
+    lookup = IndexLookup(model, fresh_per_jurisdiction=True)
+    lookup.begin_jurisdiction("oa-1")
+    assert lookup.task("plan-a-0") is not None and lookup.task("plan-b-0") is not None
+    assert sorted(t["planIdentifier"] for t in lookup.tasks_for("s-1")) == ["plan-a", "plan-b"]
+    lookup.begin_jurisdiction("oa-1", "plan-b")
+    assert lookup.task("plan-a-0") is None and lookup.task("plan-b-0") is not None
+    assert [t["_id"] for t in lookup.tasks_for("s-1")] == ["plan-b-1"]
+    model.close()

@@ -220,6 +220,10 @@ class Evaluator:
 # --- public API -------------------------------------------------------------------------------------------
 
 
+# subjects that are tasks of any plan: an activation of a plan with actions on them reads other plans' tasks
+OTHER_PLANS_TASKS = frozenset({SubjectKind.JURISDICTIONAL_TASK, SubjectKind.GLOBAL_TASK})
+
+
 def _plan(plan: Plan | Doc) -> Plan:
     return plan if isinstance(plan, Plan) else Plan.model_validate(plan)
 
@@ -266,6 +270,8 @@ def activation_batches(
     # the clients are converted without the Patient elements none of the plan's expressions names, where the
     # fast path evaluates (fhirpathpy alone would be given every resource whole again, each time)
     without = omissible(text for _, _, text in model.expressions()) if engine.mode == "fast" else frozenset()
+    # the tasks of other plans are read ahead only for a plan with actions on them (a supervisor plan's)
+    own_tasks = None if any(SubjectKind.of(a.subject) in OTHER_PLANS_TASKS for a in model.action) else model.identifier
     skipping = resume_after is not None
     for jurisdiction in jurisdictions(model.jurisdiction_codes, lookup):
         jid = str(jurisdiction["id"])
@@ -276,7 +282,7 @@ def activation_batches(
         if mine is not None and not mine(jid):
             yield Batch(jid, [], True, 0, 0)
             continue
-        lookup.begin_jurisdiction(jid)  # a lookup may read ahead what this jurisdiction's evaluation reads
+        lookup.begin_jurisdiction(jid, own_tasks)  # a lookup may read ahead what this jurisdiction's evaluation reads
         with cycle_collection_paused():  # the jurisdiction's objects all live until its end (see gcpause)
             where = scope(jurisdiction, lookup)
             evaluator = Evaluator(lookup, now, owner=owner, paths=engine, record=record, without=without)

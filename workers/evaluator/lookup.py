@@ -90,9 +90,10 @@ class Lookup(Protocol):
         """Events whose ``locationId`` is the jurisdiction."""
         ...
 
-    def begin_jurisdiction(self, jurisdiction_id: str) -> None:
+    def begin_jurisdiction(self, jurisdiction_id: str, plan_id: str | None = None) -> None:
         """An activation is about to evaluate this jurisdiction: a lookup may read ahead what that reads (its
-        tasks, at once) and answer from it; the others do nothing."""
+        tasks, at once; of plan ``plan_id`` only, when given: the plan reads no other plan's tasks) and answer
+        from it; the others do nothing."""
         ...
 
 
@@ -113,7 +114,7 @@ class InMemoryLookup:
         for doc in docs:
             self.put(doc)
 
-    def begin_jurisdiction(self, jurisdiction_id: str) -> None:
+    def begin_jurisdiction(self, jurisdiction_id: str, plan_id: str | None = None) -> None:
         return None  # everything is in memory already
 
     def put(self, doc: Doc) -> None:

@@ -107,6 +107,33 @@ def test_activation_batches_and_resumes_after_a_checkpoint() -> None:
     assert [t["_id"] for t in resumed[0].tasks] == [t["_id"] for t in batches[-1].tasks]
 
 
+class _ReadAhead(InMemoryLookup):
+    """Records what an activation asks to read ahead for each jurisdiction."""
+
+    def __init__(self, docs: list[dict]) -> None:
+        super().__init__(docs)
+        self.asked: list[tuple[str, str | None]] = []
+
+    def begin_jurisdiction(self, jurisdiction_id: str, plan_id: str | None = None) -> None:
+        self.asked.append((jurisdiction_id, plan_id))
+
+
+def test_an_activation_reads_ahead_only_its_own_plans_tasks_unless_it_acts_on_other_plans_tasks() -> None:
+    """A second plan over an area need not read the first one's tasks (the index decodes each one read): the
+    read-ahead is of the plan's own tasks, except for a plan with an action on any plan's tasks (a
+    supervisor's ``Jurisdictional.Task`` or ``Global.Task``), which reads them all."""
+    plan = fixture("plan_dynamic_fi_thailand_A1.json")
+    top = _area(plan)
+    docs: list[dict] = [plan, jurisdiction(top), jurisdiction("oa-a", top), structure("a-0", "oa-a")]
+    lookup = _ReadAhead(docs)
+    list(activation_batches(plan, lookup, NOW))
+    assert lookup.asked == [(top, plan["identifier"]), ("oa-a", plan["identifier"])]
+    supervisor = {**plan, "action": [{**plan["action"][0], "subjectCodableConcept": {"text": "Jurisdictional.Task"}}]}
+    lookup = _ReadAhead([supervisor, *docs[1:]])
+    list(activation_batches(supervisor, lookup, NOW))
+    assert lookup.asked == [(top, None), ("oa-a", None)]
+
+
 def test_sharded_workers_evaluate_only_their_jurisdictions_and_together_make_the_whole() -> None:
     """FIELDSYNC_WORKER_SHARD=i/n: each worker evaluates the jurisdictions of its share only (the others pass
     as empty, done batches); together the shares give every task of the unsharded activation, once."""
