@@ -223,6 +223,15 @@ def test_an_activations_requests_are_full_across_jurisdictions(
     assert progress["tasks"] == len(expected.tasks)
 
 
+def _chores_until_done(worker: PlanWorker, timeout: float = 120) -> None:
+    """The worker's activation chore run (waiting out its writes) until the activation is done."""
+    deadline = time.monotonic() + timeout
+    while (done := worker.activation_chore()) is not False and time.monotonic() < deadline:
+        if isinstance(done, Pending):
+            done.wait(1.0)
+    assert done is False
+
+
 def test_an_activation_keeps_one_write_in_flight_while_peoples_changes_come_in(
     couch: Couch, initialised: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -247,11 +256,7 @@ def test_an_activation_keeps_one_write_in_flight_while_peoples_changes_come_in(
         assert chunks == [activation.PEOPLE_CHUNK, activation.WRITE_CHUNK]
     finally:
         release.set()
-    deadline = time.monotonic() + 120
-    while (done := worker.activation_chore()) is not False and time.monotonic() < deadline:
-        if isinstance(done, Pending):
-            done.wait(1.0)
-    assert done is False
+    _chores_until_done(worker)
     expected = activate(plan, InMemoryLookup([*docs, plan]), datetime.now(UTC))
     assert set(_tasks(couch, s)) == {t["_id"] for t in expected.tasks}
 
@@ -282,11 +287,7 @@ def test_the_change_that_activates_a_plan_leaves_the_activation_its_full_pipelin
         assert worker.activation_room() == 1
     finally:
         release.set()
-    deadline = time.monotonic() + 120
-    while (done := worker.activation_chore()) is not False and time.monotonic() < deadline:
-        if isinstance(done, Pending):
-            done.wait(1.0)
-    assert done is False
+    _chores_until_done(worker)
     expected = activate(plan, InMemoryLookup([*docs, plan]), datetime.now(UTC))
     assert set(_tasks(couch, s)) == {t["_id"] for t in expected.tasks}
 

@@ -46,8 +46,9 @@ WRITE_CHUNK = 500
 # node: 196-233 us of server CPU per task in evaluation order, 164-180 sorted per jurisdiction)
 GROUP_REQUESTS = 4
 PEOPLE_CHUNK = 100  # tasks per request while people's changes come in (PlanWorker.activation_room)
-# write requests in flight at once, each on a writer thread of its own: while one waits for the server, the
-# other's answer is recorded in the read model, and the main thread evaluates the next batch
+# groups of writes in flight at once, each on a writer thread of its own (one request of each at a time): while
+# one waits for the server, the other's answer is recorded in the read model, and the main thread evaluates the
+# next group
 PIPELINE = 2
 
 
