@@ -455,9 +455,17 @@ class Couch:
         conflicts: bool = False,
         style: str | None = None,
         longpoll: float | None = None,
+        every_seq: bool = False,
     ) -> ChangesPage:
-        """One page of ``_changes``. ``longpoll=seconds`` waits for the next change, client-side bounded."""
+        """One page of ``_changes``. ``longpoll=seconds`` waits for the next change, client-side bounded.
+
+        Only the page's last change carries its sequence unless ``every_seq`` (``seq_interval``): CouchDB 3 encodes
+        each row's opaque sequence from every shard's position, which was 60% of its CPU for a page without
+        documents (67-70 us a change against 27-32 us, 68,000 changes, session 17); the readers go by the page's
+        ``last_seq``. PouchDB Server ignores the parameter (its sequences are integers)."""
         params: dict[str, Any] = {"since": since, "limit": limit}
+        if not every_seq and limit > 1:
+            params["seq_interval"] = limit
         if include_docs:
             params["include_docs"] = True
         if conflicts:
