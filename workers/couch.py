@@ -42,6 +42,12 @@ class WriteResult:
     conflicts: list[str] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
 
+    def extend(self, other: WriteResult) -> None:
+        """Add another write's answers to these."""
+        self.ok += other.ok
+        self.conflicts += other.conflicts
+        self.errors += other.errors
+
 
 COUCHDB = "couchdb"
 POUCHDB_SERVER = "pouchdb-server"

@@ -273,9 +273,7 @@ class Activation:
                 self.own.add_results(written.ok)
                 self.own.settle(d["_id"] for d in part)
                 settled = start + len(part)
-                result.ok += written.ok
-                result.conflicts += written.conflicts
-                result.errors += written.errors
+                result.extend(written)
         finally:  # a refused request: none of the group is in flight any more
             self.own.settle(d["_id"] for d in docs[settled:])
         return result
