@@ -465,7 +465,7 @@ class Couch:
     ) -> ChangesPage:
         """One page of ``_changes``. ``longpoll=seconds`` waits for the next change, client-side bounded.
 
-        Only the page's last change carries its sequence unless ``every_seq`` (``seq_interval``): CouchDB 3 encodes
+        Only the page's first change carries its sequence unless ``every_seq`` (``seq_interval``): CouchDB 3 encodes
         each row's opaque sequence from every shard's position, which was 60% of its CPU for a page without
         documents (67-70 us a change against 27-32 us, 68,000 changes, session 17); the readers go by the page's
         ``last_seq``. PouchDB Server ignores the parameter (its sequences are integers)."""

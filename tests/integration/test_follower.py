@@ -235,3 +235,32 @@ def test_a_followers_next_page_is_read_while_the_chores_run(couch: Couch, settin
     assert during == [True, True] and counting.reads == 3
     runner.run(until_idle=True)
     assert sorted(handler.seen) == [f"d{n:02d}" for n in range(7)]
+
+
+def test_pages_read_from_each_last_seq_miss_and_repeat_no_change(couch: Couch, settings: Settings,
+                                                                server_kind: str) -> None:
+    """``Couch.changes`` asks CouchDB for one sequence per page (``seq_interval``): the page's last change carries
+    to its first change only, and ``last_seq`` is where the next page starts; ``every_seq`` still gives every change
+    its own. PouchDB Server ignores the parameter."""
+    db = _db(couch, settings, "follow-pages")
+    ids = [f"doc-{n:03d}" for n in range(47)]
+    couch.save_many(db, [{"_id": i} for i in ids])
+    couch.save_many(db, [{"_id": "doc-005", "_rev": couch.get(db, "doc-005")["_rev"], "again": True}])
+    read: list[str] = []
+    since: Any = 0
+    pages = 0
+    while True:
+        page = couch.changes(db, since, limit=10, include_docs=False)
+        if not page.results:
+            break
+        pages += 1
+        read.extend(str(c["id"]) for c in page.results)
+        carried = sum(c.get("seq") is not None for c in page.results)
+        if server_kind == "couchdb":
+            assert carried == 1, f"CouchDB encoded {carried} sequences in a page of {len(page.results)}"
+        else:
+            assert carried == len(page.results)
+        since = page.last_seq
+    assert sorted(read) == ids and pages == 5, "a change was missed or read twice across pages"
+    every = couch.changes(db, 0, limit=10, include_docs=False, every_seq=True)
+    assert all(c.get("seq") is not None for c in every.results)
