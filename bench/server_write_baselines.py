@@ -10,7 +10,11 @@ of the same task-shaped documents (``_bulk_docs`` of 500) into:
 - the same, with the main database's design documents (views built while the tasks come in, as on main);
 - preloaded, two requests at a time (the plan worker keeps two writes in flight: ``activation.PIPELINE``);
 - the same, while a follower reads the database's feed (longpoll, without documents, as the plan worker's
-  follower reads main's feed during an activation).
+  follower reads main's feed during an activation);
+
+and, after the fresh database's pass, the cost of reading its feed back from the start (pages of 2,000 without
+documents, as a follower catches up with a database's writes): on PouchDB Server, whose LevelDB adapter reads
+every change's document even then, that is close to half the cost of the writes (session 18).
 
 Each line also gives the server's own CPU per task (its processes, from ``/proc``, where it runs here): together
 they take the activation's gap to the fresh baseline apart into what the server does differently for the
@@ -93,6 +97,16 @@ def rate(couch: Couch, db: str, docs: list[Doc], writers: int = 1) -> float:
     return len(docs) / (time.perf_counter() - started)
 
 
+def read_back(couch: Couch, db: str) -> tuple[int, float]:
+    """The whole feed of ``db`` from the start, in pages of 2,000 without documents: (changes, seconds)."""
+    started, since, read = time.perf_counter(), 0, 0
+    while True:
+        page = couch.changes(db, since, limit=2000, include_docs=False)
+        if not page.results:
+            return read, time.perf_counter() - started
+        read, since = read + len(page.results), page.last_seq
+
+
 class FeedReader:
     """A reader of ``db``'s feed from now on, on a thread of its own, until :meth:`stop`: as the plan worker's
     follower reads it (a page at once while it is behind, else a longpoll for the next change)."""
@@ -155,6 +169,13 @@ def main(argv: list[str] | None = None) -> int:
                       + (f"  ({preloaded:,} documents there before)" if preloaded else "")
                       + (f"  (the reader: {reader.requests} requests, {reader.rows:,} rows)" if reader else ""),
                       flush=True)
+                if kind == KINDS[0]:
+                    cpu.take()
+                    changes, seconds = read_back(couch, db)
+                    spent = cpu.take()
+                    print(f"  round {n}  {'its feed read back, pages of 2,000':<40} {changes / seconds:8,.0f} changes/s"
+                          + (f"  server CPU {spent * 1e6 / changes:4.0f} us/change" if spent is not None else ""),
+                          flush=True)
                 couch.delete_db(db)
     return 0
 
