@@ -26,23 +26,47 @@ var express = require('express');
 // (`promiseChain = promiseChain.then(fun)`): the first of them that fails (a DELETE /{db} that PouchDB refuses)
 // leaves the chain rejected, every later open rejects without an answer, and every later request on a database
 // hangs until restart. Keep the chain going after a failure; the failure still goes to its own caller.
-function patchModule(fromDir, request, broken, fixed) {
+//
+// pouchdb-validation also reads every design document of the database (allDocs with their bodies) and compiles
+// their validate_doc_update functions again for *each document* of a _bulk_docs: into main, whose design
+// documents hold the views' code, that was 120 us of the server's CPU per document written, 40% more than the
+// write itself (bench/server_write_baselines.py, session 19). Read and compile them once per request, as CouchDB
+// does (it takes a database's validation functions when the update starts): the request's options object is
+// the one every document of it is validated with.
+function patchModule(fromDir, request, fixes) {
   var file = require.resolve(request, { paths: [fromDir] });
   var source = fs.readFileSync(file, 'utf8');
-  if (source.indexOf(broken) === -1) { return; }
+  var changed = fixes.reduce(function (text, fix) {
+    return text.indexOf(fix[0]) === -1 ? text : text.replace(fix[0], fix[1]);
+  }, source);
+  if (changed === source) { return; }
   var patched = new Module(file, module);
   patched.filename = file;
   patched.paths = Module._nodeModulePaths(path.dirname(file));
-  patched._compile(source.replace(broken, fixed), file);
+  patched._compile(changed, file);
   patched.loaded = true;
   require.cache[file] = patched;
 }
 (function patchExpressPouchDB() {
   var from = path.dirname(require.resolve('express-pouchdb'));
-  patchModule(from, 'pouchdb-validation', 'newDoc._revisions = (oldDoc || {})._revisions;',
-    'if (!newDoc._revisions) { newDoc._revisions = (oldDoc || {})._revisions; }');
-  patchModule(from, './create-or-delete-dbs', 'promiseChain = promiseChain.then(fun);\n  return promiseChain;',
-    'var result = promiseChain.then(fun);\n  promiseChain = result.catch(function () {});\n  return result;');
+  patchModule(from, 'pouchdb-validation', [
+    ['newDoc._revisions = (oldDoc || {})._revisions;',
+      'if (!newDoc._revisions) { newDoc._revisions = (oldDoc || {})._revisions; }'],
+    ['return getValidationFunctions(db).then(function (validationFuncs) {',
+      'return validationFunctionsOnce(db, options).then(function (validationFuncs) {'],
+    ['function getValidationFunctions(db) {',
+      'function validationFunctionsOnce(db, options) {\n' +
+      '  if (!options.__fieldsyncValidation) {\n' +
+      '    Object.defineProperty(options, "__fieldsyncValidation", { value: getValidationFunctions(db) });\n' +
+      '  }\n' +
+      '  return options.__fieldsyncValidation;\n' +
+      '}\n' +
+      'function getValidationFunctions(db) {']
+  ]);
+  patchModule(from, './create-or-delete-dbs', [
+    ['promiseChain = promiseChain.then(fun);\n  return promiseChain;',
+      'var result = promiseChain.then(fun);\n  promiseChain = result.catch(function () {});\n  return result;']
+  ]);
 })();
 var expressPouchDB = require('express-pouchdb');
 var PouchDB = require('pouchdb-core')

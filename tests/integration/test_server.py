@@ -132,3 +132,34 @@ def test_fauxton_is_served_and_data_still_needs_a_login(initialised: Settings, s
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(f"{base_settings.couch_url}/{base_settings.dbs.main}/_all_docs", timeout=30)
     assert refused.value.code in (401, 403)
+
+
+def test_validation_applies_to_each_document_of_a_request_and_follows_design_changes(couch: Couch,
+                                                                                      settings: Settings) -> None:
+    """Each document of a ``_bulk_docs`` is validated against its own stored revision, and a changed
+    ``validate_doc_update`` applies from the next request on (the embedded server reads a database's validation
+    functions once per request, as CouchDB does: ``server/server.js``)."""
+    db = f"{settings.db_prefix}-validation"
+    couch.create_db(db)
+    first = {"_id": "_design/check", "validate_doc_update":
+             "function (doc, old) { if (doc.bad) { throw({forbidden: 'bad ' + doc._id}); }"
+             " if (old && old.locked) { throw({forbidden: 'locked ' + doc._id}); } }"}
+    couch.put(db, first)
+    couch.put(db, {"_id": "_design/other", "validate_doc_update":
+                   "function (doc) { if (doc.size > 10) { throw({forbidden: 'too big ' + doc._id}); } }"})
+    locked = {"_id": "locked", "locked": True}
+    couch.put(db, locked)
+
+    answers = couch.bulk_docs(db, [{"_id": "a"}, {"_id": "b", "bad": True}, {"_id": "c", "size": 11},
+                                   {"_id": "d"}, dict(locked, note="edit")])
+    assert [a.get("error") for a in answers] == [None, "forbidden", "forbidden", None, "forbidden"]
+    assert [answers[i]["reason"] for i in (1, 2, 4)] == ["bad b", "too big c", "locked locked"]
+    assert couch.get(db, "a") and couch.get(db, "d")
+    assert couch.get(db, "b") is None and couch.get(db, "c") is None
+    assert "note" not in (couch.get(db, "locked") or {})
+
+    couch.put(db, dict(first, validate_doc_update=
+                       "function (doc) { if (doc.other) { throw({forbidden: 'other ' + doc._id}); } }"))
+    answers = couch.bulk_docs(db, [{"_id": "b", "bad": True}, {"_id": "e", "other": 1}])
+    assert [a.get("error") for a in answers] == [None, "forbidden"]
+    assert answers[1]["reason"] == "other e"
