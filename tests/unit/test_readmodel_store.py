@@ -163,3 +163,18 @@ def test_threads_write_on_connections_of_their_own(tmp_path: Path) -> None:
     assert sum(done) == 1000 and owner.count("Task") == 1000 and owner.seq == 19
     for store in (owner, *stores):
         store.close()
+
+
+def test_reads_are_in_id_order_whatever_order_sqlite_walks(tmp_path: Path) -> None:
+    """``by_key`` gives each key's documents in id order: read in the primary key's order where the tag has no
+    second key, sorted across plans where a read of a jurisdiction's tasks names none."""
+    store = Store(tmp_path / "rm.sqlite")
+    ids = ["s9", "s1", "s5", "s3"]
+    store.apply([{"_id": i, "_rev": "1-a", "type": "Feature", "properties": {"parentId": "oa"}} for i in ids])
+    tasks = [("t4", "p"), ("t1", "q"), ("t3", "p"), ("t2", "q")]
+    store.apply([{"_id": t, "_rev": "1-a", "type": "Task", "for": "s1", "groupIdentifier": "oa",
+                  "planIdentifier": p} for t, p in tasks])
+    assert [d["_id"] for d in store.by_key("child", ["zz", "oa"])["oa"]] == sorted(ids)
+    assert [d["_id"] for d in store.by_key("task-group", ["oa"])["oa"]] == ["t1", "t2", "t3", "t4"]
+    assert [d["_id"] for d in store.by_key("task-group", ["oa"], "p")["oa"]] == ["t3", "t4"]
+    assert [d["_id"] for d in store.by_key("task-for", ["s1"])["s1"]] == ["t1", "t2", "t3", "t4"]

@@ -30,6 +30,10 @@ class IndexLookup:
         # an activation's jurisdiction: its tasks read once (one query), task reads answered from them
         self._group: dict[str, Doc] | None = None
         self._group_for: dict[str, list[Doc]] = {}
+        # an activation's jurisdiction: its children, read once for its scope and again by the walk, which looks
+        # for the jurisdictions among them when it resumes after the jurisdiction's evaluation (both read the
+        # index as it was when the jurisdiction began: what the follower brings meanwhile is the feed rule's)
+        self._children: tuple[str, list[Doc]] | None = None
 
     @property
     def _store(self) -> Store:
@@ -52,6 +56,7 @@ class IndexLookup:
         if self.fresh_per_jurisdiction:
             self.model.refresh()
             self._group = None
+            self._children = None
             found = self.tasks_in(jurisdiction_id, plan_id)
             self._group = {d["_id"]: d for d in found}
             self._group_for = {}
@@ -64,7 +69,12 @@ class IndexLookup:
         return self._store.get(location_id, "Feature")
 
     def child_locations(self, parent: str) -> list[Doc]:
-        return self._store.by_key("child", [parent])[parent]
+        if self._children is not None and self._children[0] == parent:
+            return list(self._children[1])
+        found = self._store.by_key("child", [parent])[parent]
+        if self._group is not None:  # within an activation's jurisdiction
+            self._children = (parent, found)
+        return list(found)
 
     def client(self, client_id: str) -> Doc | None:
         return self._store.get(client_id, "Client")

@@ -52,6 +52,10 @@ CREATE TABLE IF NOT EXISTS refs (tag TEXT NOT NULL, k1 TEXT NOT NULL, k2 TEXT NO
 # worker's own writes costs 60 us per task instead of 130 (a 200 MiB index, 500-task batches; session 10).
 WAL_AUTOCHECKPOINT = 10_000
 CHUNK = 500  # ids per IN (...) query (SQLite's default limit of host parameters is 999 on old builds)
+# the tags whose refs have a k2 (the others' is always ""): only a read of these without a k2 must sort by id
+# across k2 values, which SQLite does in a temporary B-tree holding the bodies. Every other read is ordered by
+# the primary key as it is: 4.5 us a document read instead of 7.4 for a structure's (session 19)
+K2_TAGS = frozenset({"task-group", "plan"})
 
 
 def generation(rev: str) -> int:
@@ -256,8 +260,9 @@ class Store:
         for start in range(0, len(unique), CHUNK):
             part = unique[start : start + CHUNK]
             marks = ",".join("?" * len(part))
+            order = "r.k1, r.id" if k2 is None and tag in K2_TAGS else "r.k1, r.k2, r.id"  # the same order
             query = (f"SELECT r.k1, d.body FROM refs r JOIN docs d ON d.id = r.id WHERE r.tag = ? "
-                     f"AND r.k1 IN ({marks})" + (" AND r.k2 = ?" if k2 is not None else "") + " ORDER BY r.k1, r.id")
+                     f"AND r.k1 IN ({marks})" + (" AND r.k2 = ?" if k2 is not None else "") + f" ORDER BY {order}")
             params: list[str] = [tag, *part, *([k2] if k2 is not None else [])]
             for k1, body in self._db.execute(query, params):
                 out.setdefault(str(k1), []).append(loads(body))
