@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from workers import embedded
-from workers.couch import Couch
+from workers.couch import POUCHDB_SERVER, Couch
 from workers.errors import EmbeddedServerError, Unauthorized
 from workers.settings import Settings
 
@@ -134,11 +135,12 @@ def test_fauxton_is_served_and_data_still_needs_a_login(initialised: Settings, s
     assert refused.value.code in (401, 403)
 
 
-def test_validation_applies_to_each_document_of_a_request_and_follows_design_changes(couch: Couch,
-                                                                                      settings: Settings) -> None:
+def test_validation_applies_to_each_document_of_a_request_and_follows_design_changes(
+        couch: Couch, settings: Settings, server_kind: str) -> None:
     """Each document of a ``_bulk_docs`` is validated against its own stored revision, and a changed
-    ``validate_doc_update`` applies from the next request on (the embedded server reads a database's validation
-    functions once per request, as CouchDB does: ``server/server.js``)."""
+    ``validate_doc_update`` applies to later requests: on the embedded server from the next one (it reads a
+    database's validation functions once per request: ``server/server.js``), on CouchDB once its cache of design
+    documents has taken the change (``ddoc_cache``, a moment later: seen in CI)."""
     db = f"{settings.db_prefix}-validation"
     couch.create_db(db)
     first = {"_id": "_design/check", "validate_doc_update":
@@ -160,6 +162,14 @@ def test_validation_applies_to_each_document_of_a_request_and_follows_design_cha
 
     couch.put(db, dict(first, validate_doc_update=
                        "function (doc) { if (doc.other) { throw({forbidden: 'other ' + doc._id}); } }"))
-    answers = couch.bulk_docs(db, [{"_id": "b", "bad": True}, {"_id": "e", "other": 1}])
+    deadline, attempt = time.monotonic() + 30, 0
+    while True:
+        attempt += 1
+        answers = couch.bulk_docs(db, [{"_id": f"b{attempt}", "bad": True}, {"_id": f"e{attempt}", "other": 1}])
+        if answers[0].get("error") is None or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert [a.get("error") for a in answers] == [None, "forbidden"]
-    assert answers[1]["reason"] == "other e"
+    assert answers[1]["reason"] == f"other e{attempt}"
+    if server_kind == POUCHDB_SERVER:
+        assert attempt == 1
