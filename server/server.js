@@ -53,15 +53,8 @@ function patchModule(fromDir, request, fixes) {
     ['newDoc._revisions = (oldDoc || {})._revisions;',
       'if (!newDoc._revisions) { newDoc._revisions = (oldDoc || {})._revisions; }'],
     ['return getValidationFunctions(db).then(function (validationFuncs) {',
-      'return validationFunctionsOnce(db, options).then(function (validationFuncs) {'],
-    ['function getValidationFunctions(db) {',
-      'function validationFunctionsOnce(db, options) {\n' +
-      '  if (!options.__fieldsyncValidation) {\n' +
-      '    Object.defineProperty(options, "__fieldsyncValidation", { value: getValidationFunctions(db) });\n' +
-      '  }\n' +
-      '  return options.__fieldsyncValidation;\n' +
-      '}\n' +
-      'function getValidationFunctions(db) {']
+      'return (options.__fieldsyncValidation || Object.defineProperty(options, "__fieldsyncValidation",\n' +
+      '    { value: getValidationFunctions(db) }).__fieldsyncValidation).then(function (validationFuncs) {']
   ]);
   patchModule(from, './create-or-delete-dbs', [
     ['promiseChain = promiseChain.then(fun);\n  return promiseChain;',
